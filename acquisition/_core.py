@@ -1,0 +1,127 @@
+"""The Micro-Manager core used by deepz-live.
+
+`DeepzCore` is pymmcore-plus's `UniMMCore` (C++ adapters and Python devices mixed)
+with two repairs that users would otherwise trip over:
+
+* **Autoshutter for Python shutters.** UniMMCore does not open a Python shutter around a
+  Python camera's exposure (pymmcore-plus 0.18), so with autoshutter on, every snap of
+  the simulator would be dark. Here `snapImage` and sequence acquisition open the
+  current shutter when autoshutter is on and the shutter is a Python device, and close
+  it afterwards, as MMCore does for C++ devices.
+* **Pixel size of Python optics.** MMCore matches pixel-size presets against C++
+  device properties only; with the simulator, `getPixelSizeUm` reports the ``Optics``
+  device's value (camera pixel / magnification x binning) when no preset applies.
+* **Quiet construction.** Without Micro-Manager's C++ adapters installed, constructing a
+  core logs "Please run 'mmcore install'" even when only Python devices are used. That
+  message is suppressed here; a config that really needs a C++ adapter gets a clear
+  error when it is loaded instead (see `acquisition.open_microscope`).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from pymmcore_plus.experimental.unicore import UniMMCore
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+_PYMMCORE_LOGGER = "pymmcore-plus"
+
+
+class _DropInstallNagging(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "mmcore install" not in record.getMessage()
+
+
+@contextmanager
+def quiet_adapter_search() -> Iterator[None]:
+    """Drop pymmcore-plus's "Please run 'mmcore install'" log record while active."""
+    logger = logging.getLogger(_PYMMCORE_LOGGER)
+    log_filter = _DropInstallNagging()
+    logger.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(log_filter)
+
+
+class DeepzCore(UniMMCore):
+    """`UniMMCore` with autoshutter support for Python shutters and no install nag."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        with quiet_adapter_search():
+            super().__init__(*args, **kwargs)
+        self._deepz_opened_shutter = False
+
+    def getPixelSizeUm(self, *args: Any, **kwargs: Any) -> float:
+        size = super().getPixelSizeUm(*args, **kwargs)
+        if size:
+            return size
+        from acquisition.simulator import bench_for
+
+        bench = bench_for(self)
+        if bench is None or bench.camera is None or bench.optics is None:
+            return size
+        return bench.camera.pixel_um()
+
+    # -- autoshutter for Python shutters -------------------------------------------
+    def _python_autoshutter(self) -> str | None:
+        """Label of the shutter we must drive ourselves, or None."""
+        shutter = self.getShutterDevice()
+        if shutter and self.getAutoShutter() and self.isPyDevice(shutter):
+            return shutter
+        return None
+
+    def _open_for_exposure(self) -> bool:
+        shutter = self._python_autoshutter()
+        if shutter is None or self.getShutterOpen(shutter):
+            return False
+        self.setShutterOpen(shutter, True)
+        return True
+
+    def _close_after_exposure(self) -> None:
+        shutter = self._python_autoshutter()
+        if shutter is not None:
+            self.setShutterOpen(shutter, False)
+
+    def snapImage(self, *args: Any, **kwargs: Any) -> None:
+        opened = self._open_for_exposure()
+        try:
+            super().snapImage(*args, **kwargs)
+        finally:
+            if opened:
+                self._close_after_exposure()
+
+    def startSequenceAcquisition(self, *args: Any, **kwargs: Any) -> None:
+        self._deepz_opened_shutter = self._open_for_exposure() or (
+            self._deepz_opened_shutter
+        )
+        try:
+            super().startSequenceAcquisition(*args, **kwargs)
+        except BaseException:
+            self._release_sequence_shutter()
+            raise
+
+    def startContinuousSequenceAcquisition(self, *args: Any, **kwargs: Any) -> None:
+        self._deepz_opened_shutter = self._open_for_exposure() or (
+            self._deepz_opened_shutter
+        )
+        try:
+            super().startContinuousSequenceAcquisition(*args, **kwargs)
+        except BaseException:
+            self._release_sequence_shutter()
+            raise
+
+    def stopSequenceAcquisition(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().stopSequenceAcquisition(*args, **kwargs)
+        finally:
+            self._release_sequence_shutter()
+
+    def _release_sequence_shutter(self) -> None:
+        if self._deepz_opened_shutter:
+            self._deepz_opened_shutter = False
+            self._close_after_exposure()
