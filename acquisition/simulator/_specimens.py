@@ -167,10 +167,15 @@ def _field_half_width_um() -> float:
     return 512 * 0.325 / 2
 
 
+#: the single bead sits at the centre of pixel (256, 256) of the default 512² frame
+#: (half a 0.325 µm pixel off the optical axis), so PSF checks align with pixel grids
+SINGLE_BEAD_XY_UM = 0.1625
+
+
 def _single_bead(seed: int, depth_um: float) -> Specimen:
     em = Emitters(
-        x_um=np.zeros(1),
-        y_um=np.zeros(1),
+        x_um=np.array([SINGLE_BEAD_XY_UM]),
+        y_um=np.array([SINGLE_BEAD_XY_UM]),
         depth_um=np.array([depth_um]),
         radius_um=np.zeros(1),
         fluorophores=np.array([30_000.0]),

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from acquisition import DeepzCore
+from acquisition.simulator import Bench, bench_for
+from hardware_configs import SIMULATOR_CONFIG
+
+
+@pytest.fixture
+def sim_core() -> Iterator[DeepzCore]:
+    """The simulator on a fast (simulated) clock; torn down deterministically."""
+    core = DeepzCore()
+    core.loadSystemConfiguration(str(SIMULATOR_CONFIG))
+    core.setProperty("Camera", "Clock", "simulated")
+    yield core
+    core.unloadAllDevices()
+    del core
+    gc.collect()
+
+
+@pytest.fixture
+def bench(sim_core: DeepzCore) -> Bench:
+    b = bench_for(sim_core)
+    assert b is not None
+    return b
