@@ -65,7 +65,7 @@ class CameraNoiseModel:
     def expected_variance_adu(
         self, photons: np.ndarray, exposure_s: float, *, binning: int = 1
     ) -> np.ndarray:
-        """Temporal variance of the digital signal: K² (μe + b² σd²) + 1/12 (rounding)."""
+        """Temporal variance of the digital signal: K² (μe + b² σd²) + 1/12."""
         dark = self.dark_current_e_per_s * exposure_s * binning**2
         electrons = self.quantum_efficiency * np.asarray(photons) + dark
         read_var = binning**2 * self.read_noise_e**2

@@ -119,7 +119,9 @@ class Bench:
         """(N, 3) array of the worm's nuclei: x, y (µm from the axis), depth (µm)."""
         spec = self._require("specimen").specimen
         if spec.activity is None or spec.emitters is None:
-            raise ValueError(f"Specimen {spec.kind!r} has no neurons; set Kind to worm.")
+            raise ValueError(
+                f"Specimen {spec.kind!r} has no neurons; set Kind to worm."
+            )
         em = spec.emitters
         return np.column_stack([em.x_um, em.y_um, em.depth_um])
 
@@ -127,7 +129,9 @@ class Bench:
         """Ground-truth ΔF/F of every neuron at times ``t_s`` -> (T, N)."""
         spec = self._require("specimen").specimen
         if spec.activity is None:
-            raise ValueError(f"Specimen {spec.kind!r} has no activity; set Kind to worm.")
+            raise ValueError(
+                f"Specimen {spec.kind!r} has no activity; set Kind to worm."
+            )
         return spec.activity.dff(np.atleast_1d(np.asarray(t_s, float)))
 
 
@@ -451,7 +455,8 @@ class Camera(_BenchMember, SimpleCameraDevice):
         exposure = float(exposure)
         if not 0 < exposure <= 600_000:
             raise ValueError(
-                f"Exposure {exposure:g} ms is out of range; use 0 < exposure ≤ 600000 ms."
+                f"Exposure {exposure:g} ms is out of range; "
+                "use 0 < exposure ≤ 600000 ms."
             )
         self._exposure = exposure
 

@@ -13,19 +13,20 @@ transmission through the sample/coverslip and coverslip/immersion interfaces::
     Bm(θ) = √cosθ · sinθ · Jm(k0 ni r sinθ) · exp(i k0 Λ(θ))
     PSF(r) = |I0|² + 2|I1|² + |I2|²
 
-with θ the ray angle in the immersion medium (ni sinθ = ns sinθs = ng sinθg). The optical
-path difference is Gibson and Lanni's (J. Opt. Soc. Am. A 8, 1601, 1991) for an emitter
-at depth ``zp`` below the coverslip and the objective at stage position ``z`` (µm,
-``z = 0`` focuses the coverslip surface; the coverslip and immersion match their design
-values)::
+with θ the ray angle in the immersion medium (ni sinθ = ns sinθs = ng sinθg). The
+optical path difference is Gibson and Lanni's (J. Opt. Soc. Am. A 8, 1601, 1991) for an
+emitter at depth ``zp`` below the coverslip and the objective at stage position ``z``
+(µm; ``z = 0`` focuses the coverslip surface; coverslip and immersion match their
+design values)::
 
     Λ(θ) = zp · ns cosθs − z · ni cosθi
 
 (an emitter's path through ``zp`` of sample, minus the immersion layer the objective
 removes when it moves by ``z``). psfmodels (Aguet's code) uses the shifted axial
-coordinate ``zv = z + zp (1 − ni/ns)``, which puts the paraxial focus at ``zv = zp``; the
-shapes agree (tests/acquisition/simulator/test_optics.py). The refractive-index mismatch between immersion (air by default) and sample (water)
-makes the PSF depend on depth, shifts the focus and breaks its symmetry about focus.
+coordinate ``zv = z + zp (1 − ni/ns)``, which puts the paraxial focus at ``zv = zp``;
+the shapes agree (tests/acquisition/simulator/test_sim_optics.py). The index mismatch
+between immersion (air by default) and sample (water) makes the PSF depend on depth,
+shifts the focus and breaks its symmetry about focus.
 
 Everything here is radially symmetric, so images of round objects (points, spheres,
 discs) are handled as radial profiles. Convolutions are products in Hankel space;
@@ -185,7 +186,11 @@ class VectorialPSF:
 
     @cached_property
     def _bessel(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        arg = self._k0 * self.optics.n_immersion * np.outer(self.r_um, self._angles["sin_i"])
+        arg = (
+            self._k0
+            * self.optics.n_immersion
+            * np.outer(self.r_um, self._angles["sin_i"])
+        )
         a0, a1, a2 = self._pupil_terms
         return special.j0(arg) * a0, special.j1(arg) * a1, special.jv(2, arg) * a2
 
@@ -279,7 +284,9 @@ class HankelImaging:
         wq[[0, -1]] = dq / 2
         kernel = special.j0(2 * np.pi * np.outer(self.q, r))
         self._forward = (2 * np.pi * kernel * (r * wr)[None, :]).astype(np.float32)
-        self._inverse = (2 * np.pi * kernel.T * (self.q * wq)[None, :]).astype(np.float32)
+        self._inverse = (2 * np.pi * kernel.T * (self.q * wq)[None, :]).astype(
+            np.float32
+        )
 
     def sphere_profiles(
         self,
@@ -304,7 +311,9 @@ class HankelImaging:
                 rhos.append(np.zeros(1))
                 weights.append(np.ones(1))
             else:
-                grid = np.arange(np.ceil((zc - rad) / step), np.floor((zc + rad) / step) + 1)
+                grid = np.arange(
+                    np.ceil((zc - rad) / step), np.floor((zc + rad) / step) + 1
+                )
                 offsets = grid * step - zc
                 rho = np.sqrt(np.maximum(rad**2 - offsets**2, 0.0))
                 depths.append(grid * step)
@@ -332,7 +341,9 @@ class HankelImaging:
         return profiles @ self._forward.T
 
 
-def encircled_radius(r_um: np.ndarray, profiles: np.ndarray, fraction: float) -> np.ndarray:
+def encircled_radius(
+    r_um: np.ndarray, profiles: np.ndarray, fraction: float
+) -> np.ndarray:
     """Radius (µm) that holds ``fraction`` of each profile's energy."""
     ring = 2 * np.pi * r_um * profiles
     cumulative = np.cumsum(ring, axis=-1) * (r_um[1] - r_um[0])

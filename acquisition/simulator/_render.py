@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import fft, sparse
 
-from ._optics import HankelImaging, Optics, VectorialPSF, encircled_radius, pixelate_profile
+from ._optics import (
+    HankelImaging,
+    Optics,
+    VectorialPSF,
+    encircled_radius,
+    pixelate_profile,
+)
 from ._specimens import EMISSION_RATE_PER_W_CM2
 
 if TYPE_CHECKING:
@@ -51,7 +57,9 @@ def photon_scale(optics: Optics, irradiance_w_cm2: float, exposure_s: float) -> 
     )
 
 
-def pixel_centres_um(n_rows: int, n_cols: int, pixel_um: float) -> tuple[np.ndarray, np.ndarray]:
+def pixel_centres_um(
+    n_rows: int, n_cols: int, pixel_um: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Sample-plane coordinates (y, x) of pixel centres; the optical axis is central."""
     ys = (np.arange(n_rows) - (n_rows - 1) / 2) * pixel_um
     xs = (np.arange(n_cols) - (n_cols - 1) / 2) * pixel_um
@@ -61,7 +69,9 @@ def pixel_centres_um(n_rows: int, n_cols: int, pixel_um: float) -> tuple[np.ndar
 class Renderer:
     """Renders one specimen through one set of optics, caching per stage position."""
 
-    def __init__(self, optics: Optics, specimen: Specimen, *, oversample: int = 3) -> None:
+    def __init__(
+        self, optics: Optics, specimen: Specimen, *, oversample: int = 3
+    ) -> None:
         self.optics = optics
         self.specimen = specimen
         self.oversample = oversample
@@ -132,14 +142,22 @@ class Renderer:
             )
             rr, cc = np.nonzero(kernel > 0)
             rr_img, cc_img = rr + r0, cc + c0
-            keep = (rr_img >= 0) & (rr_img < shape[0]) & (cc_img >= 0) & (cc_img < shape[1])
+            keep = (
+                (rr_img >= 0)
+                & (rr_img < shape[0])
+                & (cc_img >= 0)
+                & (cc_img < shape[1])
+            )
             rows_all.append(rr_img[keep] * shape[1] + cc_img[keep])
             cols_all.append(np.full(int(keep.sum()), i))
             vals_all.append(kernel[rr[keep], cc[keep]])
         n_pix = shape[0] * shape[1]
         if rows_all:
             matrix = sparse.csr_matrix(
-                (np.concatenate(vals_all), (np.concatenate(rows_all), np.concatenate(cols_all))),
+                (
+                    np.concatenate(vals_all),
+                    (np.concatenate(rows_all), np.concatenate(cols_all)),
+                ),
                 shape=(n_pix, len(em)),
             )
         else:
@@ -150,11 +168,15 @@ class Renderer:
         return matrix
 
     # -- sheets --------------------------------------------------------------------
-    def _sheet_image(self, stage_z_um: float, shape: tuple[int, int], pixel_um: float) -> np.ndarray:
+    def _sheet_image(
+        self, stage_z_um: float, shape: tuple[int, int], pixel_um: float
+    ) -> np.ndarray:
         key = (round(stage_z_um, 4), shape, round(pixel_um, 6))
         if key in self._sheet_cache:
             return self._sheet_cache[key]
-        spectra, depths, (n_pad_r, n_pad_c, margin) = self._sheet_spectra(shape, pixel_um)
+        spectra, depths, (n_pad_r, n_pad_c, margin) = self._sheet_spectra(
+            shape, pixel_um
+        )
         fy = fft.fftfreq(n_pad_r, d=pixel_um)
         fx = fft.rfftfreq(n_pad_c, d=pixel_um)
         f_radial = np.hypot(fy[:, None], fx[None, :])
@@ -197,6 +219,10 @@ class Renderer:
         for sid in slice_ids:
             layer = amount * ((lo == sid) * (1 - frac) + (lo + 1 == sid) * frac)
             spectra.append(fft.rfft2(layer).astype(np.complex64))
-        result = (np.array(spectra), np.maximum(slice_ids * step, 0.0), (n_r, n_c, margin))
+        result = (
+            np.array(spectra),
+            np.maximum(slice_ids * step, 0.0),
+            (n_r, n_c, margin),
+        )
         self._sheet_slices[key] = result
         return result

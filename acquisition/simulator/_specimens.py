@@ -132,7 +132,9 @@ class CalciumActivity:
         rng, dt = self._rng, self.dt_s
         # latent OU processes: x[i] = a x[i-1] + sqrt(1 - a²) ξ[i]
         a_lat = np.exp(-dt / self._latent_tau)
-        noise = rng.standard_normal((n_steps, self._latent.size)) * np.sqrt(1 - a_lat**2)
+        noise = rng.standard_normal((n_steps, self._latent.size)) * np.sqrt(
+            1 - a_lat**2
+        )
         latents, self._lat_zi = signal.lfilter(
             [1.0], [1.0, -a_lat], noise, axis=0, zi=self._lat_zi
         )
@@ -276,7 +278,9 @@ def _tilted_sheet(seed: int, depth_um: float, tilt_deg: float = 3.0) -> Specimen
         return depth_um + slope * np.asarray(x) + 0 * np.asarray(y)
 
     sheet = Sheet(depth_at=depth_at, texture_at=_texture(seed), thickness_um=0.3)
-    return Specimen("tilted-sheet", seed, depth_um, sheet=sheet, notes={"tilt_deg": tilt_deg})
+    return Specimen(
+        "tilted-sheet", seed, depth_um, sheet=sheet, notes={"tilt_deg": tilt_deg}
+    )
 
 
 def _curved_sheet(seed: int, depth_um: float, sag_um: float = 6.0) -> Specimen:
@@ -287,7 +291,9 @@ def _curved_sheet(seed: int, depth_um: float, sag_um: float = 6.0) -> Specimen:
         return depth_um - sag_um / 2 + sag_um * r2 / 2  # a dome, ±sag/2 around depth
 
     sheet = Sheet(depth_at=depth_at, texture_at=_texture(seed), thickness_um=0.3)
-    return Specimen("curved-sheet", seed, depth_um, sheet=sheet, notes={"sag_um": sag_um})
+    return Specimen(
+        "curved-sheet", seed, depth_um, sheet=sheet, notes={"sag_um": sag_um}
+    )
 
 
 DEFAULT_DEPTH_UM = {
@@ -315,7 +321,9 @@ def make_specimen(kind: str, seed: int = 0, depth_um: float | None = None) -> Sp
         raise ValueError(f"Unknown specimen kind {kind!r}; choose one of {KINDS}.")
     depth = DEFAULT_DEPTH_UM[kind] if depth_um is None else float(depth_um)
     if depth < 0:
-        raise ValueError(f"Specimen depth must be ≥ 0 µm below the coverslip, got {depth}")
+        raise ValueError(
+            f"Specimen depth must be ≥ 0 µm below the coverslip, got {depth}"
+        )
     builders = {
         "worm": _worm,
         "beads": _beads,

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from acquisition import DeepzCore
 from acquisition.simulator import Bench, bench_for
 from hardware_configs import SIMULATOR_CONFIG
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The simulated microscope through Micro-Manager: light, dose, ground truth, specimens."""
+"""The simulator through Micro-Manager: light, dose, ground truth, specimens."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def _snap(core) -> np.ndarray:
 
 
 def test_labels_defaults_and_pixel_size(sim_core) -> None:
-    assert {"Camera", "Z", "LED", "Optics", "Specimen"} <= set(sim_core.getLoadedDevices())
+    assert {"Camera", "Z", "LED", "Optics", "Specimen"} <= set(
+        sim_core.getLoadedDevices()
+    )
     assert sim_core.getCameraDevice() == "Camera"
     assert sim_core.getFocusDevice() == "Z"
     assert float(sim_core.getProperty("Optics", "NA")) == 0.75
@@ -59,9 +61,9 @@ def test_dose_ledger_sums(sim_core, bench) -> None:
     assert float(sim_core.getProperty("LED", "CumulativeDose_J_cm2")) == pytest.approx(
         5 * per_frame
     )
-    assert float(sim_core.getProperty("Specimen", "ReceivedDose_J_cm2")) == pytest.approx(
-        5 * per_frame
-    )
+    assert float(
+        sim_core.getProperty("Specimen", "ReceivedDose_J_cm2")
+    ) == pytest.approx(5 * per_frame)
 
 
 def test_photobleaching_follows_cumulative_dose(sim_core, bench) -> None:
@@ -119,7 +121,7 @@ def test_worm_geometry_and_activity_ground_truth(sim_core, bench) -> None:
 
 
 def test_calcium_transient_kinetics() -> None:
-    """One event: peak at ln(τd/τr)·τdτr/(τd−τr) ≈ 0.2 s, then ~e-fold decay in 0.5 s."""
+    """One event peaks at ln(τd/τr)·τdτr/(τd−τr) ≈ 0.2 s, then decays with τ 0.5 s."""
     from acquisition.simulator import CalciumActivity
 
     act = CalciumActivity(1, seed=0, max_rate_hz=0.0)
@@ -160,7 +162,10 @@ def test_tilted_sheet_comes_into_focus_across_the_field(sim_core, bench) -> None
     for z in stages:
         img = bench.clean_photons(z_um=z)
         hp = img - 0.25 * (
-            np.roll(img, 1, 0) + np.roll(img, -1, 0) + np.roll(img, 1, 1) + np.roll(img, -1, 1)
+            np.roll(img, 1, 0)
+            + np.roll(img, -1, 0)
+            + np.roll(img, 1, 1)
+            + np.roll(img, -1, 1)
         )
         sharp_left.append(hp[20:-20, 64:192].var())
         sharp_right.append(hp[20:-20, 320:448].var())
