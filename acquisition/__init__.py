@@ -1,8 +1,39 @@
 """Micro-Manager acquisition through pymmcore-plus, and the simulated microscope.
 
-This layer never imports torch, Qt, ``inference`` or ``gui``.
+Open a microscope from any Micro-Manager configuration (the simulator by default),
+record time-lapses and z-stacks to OME-TIFF. The simulator itself lives in
+`acquisition.simulator`. This layer never imports torch, Qt, ``inference`` or ``gui``.
 """
 
 from ._core import DeepzCore
+from ._engine import DeepzEngine
+from ._errors import (
+    AcquisitionError,
+    AcquisitionInterrupted,
+    ConfigError,
+    DeepzError,
+    OutputLocationError,
+)
+from ._runs import TimelapseSummary, ZStackSummary, acquire_timelapse, acquire_zstack
+from ._scope import SPECIMEN_DEVICE, Microscope, open_microscope
+from ._writers import OmeTiffWriter, read_frame_metadata, read_run_metadata
 
-__all__ = ["DeepzCore"]
+__all__ = [
+    "SPECIMEN_DEVICE",
+    "AcquisitionError",
+    "AcquisitionInterrupted",
+    "ConfigError",
+    "DeepzCore",
+    "DeepzEngine",
+    "DeepzError",
+    "Microscope",
+    "OmeTiffWriter",
+    "OutputLocationError",
+    "TimelapseSummary",
+    "ZStackSummary",
+    "acquire_timelapse",
+    "acquire_zstack",
+    "open_microscope",
+    "read_frame_metadata",
+    "read_run_metadata",
+]

@@ -566,6 +566,14 @@ class Camera(_BenchMember, SimpleCameraDevice):
             z_um, self.sensor_shape(), self.pixel_um(), t_s=t_s, bleach_factor=bleach
         )
 
+    def prepare_focus(self) -> None:
+        """Compute the object images for the current focus now, not in the first frame.
+
+        No light, no dose, no frame: only the renderer's per-focus cache is filled.
+        """
+        z = self.bench()._require("stage").get_position_um()
+        self.render_fluorophores(z, self.now(), 1.0)
+
     def snap(self, buffer: np.ndarray) -> dict[str, Any]:
         bench = self.bench()
         stage, led = bench._require("stage"), bench._require("led")

@@ -1,0 +1,309 @@
+"""The ``deepz`` command line.
+
+``deepz acquire`` records a time-lapse and ``deepz zstack`` a z-stack, each into an
+OME-TIFF, on the simulated microscope by default or on any Micro-Manager config.
+
+Output contract: with ``--json`` exactly one JSON object goes to stdout; everything
+else (progress, warnings, errors) goes to stderr. An error is one line on stderr and a
+non-zero exit: 1 for a failed run (`DeepzError`), 2 for bad usage (including a bad
+``--set``), 130 when interrupted with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+from acquisition import (
+    AcquisitionInterrupted,
+    ConfigError,
+    DeepzError,
+    Microscope,
+    acquire_timelapse,
+    acquire_zstack,
+    open_microscope,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="deepz",
+    help="Acquire widefield fluorescence data for Deep-Z (real or simulated scope).",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+_stderr = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="Micro-Manager .cfg file. Default: the simulated microscope.",
+        show_default=False,
+    ),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="DEVICE,PROPERTY,VALUE",
+        help="Set a device property after loading (repeatable, applied in order).",
+    ),
+]
+ZOption = Annotated[
+    float | None,
+    typer.Option(
+        "--z",
+        help="Move the focus here (µm) first. Default: the specimen's focus when "
+        "the scope knows it (simulator), else stay.",
+    ),
+]
+ExposureOption = Annotated[
+    float, typer.Option("--exposure-ms", help="Camera exposure (ms).")
+]
+LedOption = Annotated[
+    float | None,
+    typer.Option("--led-intensity", help="LED intensity (% of maximum)."),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON summary on stdout.")
+]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an existing output file.")
+]
+
+
+@app.command()
+def acquire(
+    config: ConfigOption = None,
+    frames: Annotated[int, typer.Option("--frames", help="Number of frames.")] = 30,
+    interval_ms: Annotated[
+        float,
+        typer.Option("--interval-ms", help="Time between frames (ms); 0 = stream."),
+    ] = 0.0,
+    exposure_ms: ExposureOption = 10.0,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Output OME-TIFF. Default: runs/<timestamp>-timelapse.ome.tif",
+            show_default=False,
+        ),
+    ] = None,
+    led_intensity: LedOption = None,
+    json_output: JsonOption = False,
+    set_properties: SetOption = None,
+    z: ZOption = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Record a single-plane time-lapse to an OME-TIFF."""
+    out_path = out or _default_output("timelapse")
+    with _scope(config, set_properties, z) as scope, _progress(json_output) as report:
+        summary = acquire_timelapse(
+            scope,
+            frames=frames,
+            interval_ms=interval_ms,
+            exposure_ms=exposure_ms,
+            out=out_path,
+            led_intensity=led_intensity,
+            overwrite=overwrite,
+            progress=report,
+        )
+    if json_output:
+        _print_json(summary.to_dict())
+        return
+    fps = "n/a" if summary.fps is None else f"{summary.fps:.1f}"
+    lines = [f"Saved {summary.frames} frames to {summary.output} ({fps} fps)."]
+    if summary.canceled:
+        lines.append("The run was canceled before all frames were taken.")
+    if summary.dose_total_J_cm2 is None:
+        lines.append("Light dose: not reported by this camera.")
+    else:
+        lines.append(
+            f"Light dose: {summary.dose_per_frame_J_cm2:.3g} J/cm² per frame, "
+            f"{summary.dose_total_J_cm2:.3g} J/cm² in total; the same run as "
+            f"{summary.zstack_planes}-plane z-stacks would take "
+            f"{summary.equivalent_zstack_dose_J_cm2:.3g} J/cm²."
+        )
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def zstack(
+    config: ConfigOption = None,
+    range_um: Annotated[
+        float, typer.Option("--range-um", help="Total z range (µm), centred on focus.")
+    ] = 20.0,
+    step_um: Annotated[
+        float, typer.Option("--step-um", help="Plane spacing (µm).")
+    ] = 1.0,
+    exposure_ms: ExposureOption = 10.0,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Output OME-TIFF. Default: runs/<timestamp>-zstack.ome.tif",
+            show_default=False,
+        ),
+    ] = None,
+    led_intensity: LedOption = None,
+    json_output: JsonOption = False,
+    set_properties: SetOption = None,
+    z: ZOption = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Record a z-stack centred on the focus to an OME-TIFF."""
+    out_path = out or _default_output("zstack")
+    with _scope(config, set_properties, z) as scope, _progress(json_output) as report:
+        summary = acquire_zstack(
+            scope,
+            range_um=range_um,
+            step_um=step_um,
+            exposure_ms=exposure_ms,
+            out=out_path,
+            led_intensity=led_intensity,
+            overwrite=overwrite,
+            progress=report,
+        )
+    if json_output:
+        _print_json(summary.to_dict())
+        return
+    z_um, y_um, x_um = summary.voxel_um
+    voxel = (
+        f"{z_um:g} × {y_um:g} × {x_um:g} µm"
+        if y_um is not None and x_um is not None
+        else f"{z_um:g} µm planes (pixel size not calibrated)"
+    )
+    shape = " × ".join(str(n) for n in summary.shape)
+    text = f"Saved a {shape} (z, y, x) stack to {summary.output}; voxel {voxel}."
+    if summary.canceled:
+        text += " The run was canceled before all planes were taken."
+    typer.echo(text)
+
+
+# -- helpers -------------------------------------------------------------------------
+class _UsageError(Exception):
+    """A bad option value found after parsing (exit code 2)."""
+
+
+@contextmanager
+def _scope(
+    config: Path | None, set_properties: list[str] | None, z: float | None
+) -> Iterator[Microscope]:
+    settings = [_parse_set(text) for text in set_properties or ()]
+    scope = open_microscope(config)
+    try:
+        _apply_settings(scope, settings)
+        if z is not None:
+            scope.move_focus(z)
+        else:
+            scope.focus_on_specimen()
+        yield scope
+    finally:
+        scope.close()
+
+
+def _apply_settings(scope: Microscope, settings: list[tuple[str, str, str]]) -> None:
+    device = prop = value = ""
+    try:
+        for device, prop, value in settings:
+            scope.set_property(device, prop, value)
+    except ConfigError as exc:
+        raise _UsageError(f"--set {device},{prop},{value}: {exc}") from exc
+
+
+def _parse_set(text: str) -> tuple[str, str, str]:
+    parts = [p.strip() for p in text.split(",", 2)]
+    if len(parts) != 3 or not all(parts[:2]):
+        raise _UsageError(
+            f"--set {text!r}: expected DEVICE,PROPERTY,VALUE "
+            "(e.g. --set Camera,Binning,2)."
+        )
+    device, prop, value = parts
+    return device, prop, value
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr, when stderr is a terminal."""
+    if not _stderr.is_terminal:
+        yield None
+        return
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=_stderr,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("Acquiring", total=None)
+
+        def report(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield report
+
+
+def _default_output(kind: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{kind}.ome.tif"
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"deepz: error: {' '.join(message.split())}\n")
+    raise SystemExit(code)
+
+
+def _quiet_libraries() -> None:
+    """Keep stderr for our own messages: library chatter goes to pymmcore's log file."""
+    from pymmcore_plus import configure_logging
+
+    configure_logging(stderr_level="ERROR")
+    # deepz returns the focus itself; pymmcore-plus's note about not doing so is noise
+    warnings.filterwarnings("ignore", message="Focus direction is unknown")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the ``deepz`` command line (the ``deepz`` console script)."""
+    _quiet_libraries()
+    try:
+        app(args=argv, standalone_mode=False)
+    except AcquisitionInterrupted as exc:
+        _fail(str(exc), EXIT_INTERRUPTED)
+    except _UsageError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except DeepzError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    except (KeyboardInterrupt, typer.Abort):
+        _fail("interrupted.", EXIT_INTERRUPTED)
+    except Exception as exc:
+        # typer/click usage errors (bad option value, unknown option...)
+        if hasattr(exc, "format_message") and isinstance(
+            getattr(exc, "exit_code", None), int
+        ):
+            message = exc.format_message()
+            if not message:  # e.g. no command given: the help was printed
+                raise SystemExit(exc.exit_code) from None
+            _fail(message, exc.exit_code)
+        raise

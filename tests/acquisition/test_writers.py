@@ -1,0 +1,187 @@
+"""OmeTiffWriter: lossless frames, self-describing OME metadata, survives failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from acquisition._errors import OutputLocationError
+from acquisition._writers import OmeTiffWriter, read_frame_metadata, read_run_metadata
+
+SHAPE = (24, 40)
+
+
+def _frames(n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    # full 16-bit range: any lossy conversion would show
+    return [rng.integers(0, 65535, SHAPE, dtype=np.uint16) for _ in range(n)]
+
+
+def _meta(i: int) -> dict:
+    return {
+        "time_s": 0.05 * i,
+        "z_um": 2.0 * i - 4.0,
+        "exposure_ms": 10.0,
+        "irradiance_W_cm2": 0.5,
+        "dose_J_cm2": 0.005,
+        "cumulative_dose_J_cm2": 0.005 * (i + 1),
+        "frame_index": i,
+    }
+
+
+RUN = {
+    "objective": "20x/0.75 air",
+    "na": 0.75,
+    "emission_nm": 525,
+    "settings": {"frames": 5, "interval_ms": 50.0},
+    "unit": "µm",
+}
+
+
+def test_zstack_roundtrip_pixels_axes_sizes_and_metadata(tmp_path: Path) -> None:
+    path = tmp_path / "stack.ome.tif"
+    frames = _frames(5)
+    with OmeTiffWriter(
+        path,
+        axes="ZYX",
+        dtype=np.uint16,
+        frame_shape=SHAPE,
+        pixel_size_um=0.325,
+        z_step_um=2.0,
+        run_metadata=RUN,
+    ) as writer:
+        for i, frame in enumerate(frames):
+            writer.append(frame, _meta(i))
+
+    data = tifffile.imread(path)
+    assert data.shape == (5, *SHAPE)
+    assert data.dtype == np.uint16
+    np.testing.assert_array_equal(data, np.stack(frames))
+
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_ome
+        assert tif.series[0].axes == "ZYX"
+        assert tif.pages[0].compression == 1  # uncompressed
+
+    ome_types = pytest.importorskip("ome_types")
+    ome = ome_types.from_tiff(path)  # validates against the OME schema
+    pixels = ome.images[0].pixels
+    assert (pixels.size_z, pixels.size_t) == (5, 1)
+    assert pixels.physical_size_x == pytest.approx(0.325)
+    assert pixels.physical_size_y == pytest.approx(0.325)
+    assert pixels.physical_size_z == pytest.approx(2.0)
+    assert [p.position_z for p in pixels.planes] == [-4.0, -2.0, 0.0, 2.0, 4.0]
+    delta_t = [p.delta_t for p in pixels.planes]
+    assert delta_t == pytest.approx([0, 0.05, 0.1, 0.15, 0.2])
+    assert {p.exposure_time for p in pixels.planes} == {10.0}
+    assert pixels.planes[0].exposure_time_unit.value == "ms"
+    # run settings readable by any OME viewer as key/value pairs
+    run_map = ome.structured_annotations.map_annotations[0]
+    pairs = {m.k: m.value for m in run_map.value.ms}
+    assert pairs["objective"] == "20x/0.75 air"
+    assert pairs["unit"] == "µm"
+
+    assert read_run_metadata(path) == RUN
+    assert read_frame_metadata(path) == [_meta(i) for i in range(5)]
+
+
+def test_timelapse_axes_and_no_z_size(tmp_path: Path) -> None:
+    path = tmp_path / "movie.ome.tif"
+    with OmeTiffWriter(
+        path, axes="TYX", frame_shape=SHAPE, pixel_size_um=0.5, run_metadata={}
+    ) as writer:
+        for i, frame in enumerate(_frames(3)):
+            writer.append(frame, {"time_s": 0.1 * i})
+    with tifffile.TiffFile(path) as tif:
+        assert tif.series[0].axes == "TYX"
+        assert tif.series[0].shape == (3, *SHAPE)
+        assert "PhysicalSizeZ" not in tif.ome_metadata
+        assert 'DeltaT="0.2"' in tif.ome_metadata
+        # keys not present in every frame are not invented
+        assert "PositionZ" not in tif.ome_metadata
+
+
+def test_exception_inside_context_keeps_every_appended_frame(tmp_path: Path) -> None:
+    path = tmp_path / "partial.ome.tif"
+    frames = _frames(5)
+    with (
+        pytest.raises(RuntimeError, match="stage fault"),
+        OmeTiffWriter(
+            path, frame_shape=SHAPE, pixel_size_um=0.325, run_metadata=RUN
+        ) as writer,
+    ):
+        for i, frame in enumerate(frames):
+            writer.append(frame, _meta(i))
+        raise RuntimeError("stage fault")
+    data = tifffile.imread(path)
+    assert data.shape == (5, *SHAPE)
+    np.testing.assert_array_equal(data, np.stack(frames))
+    assert len(read_frame_metadata(path)) == 5
+    assert read_run_metadata(path) == RUN
+
+
+def test_killed_process_leaves_a_readable_file(tmp_path: Path) -> None:
+    """No close() at all (os._exit): the pages and their metadata are still there."""
+    path = tmp_path / "killed.ome.tif"
+    script = textwrap.dedent(
+        f"""
+        import os
+        import numpy as np
+        from acquisition._writers import OmeTiffWriter
+        w = OmeTiffWriter({str(path)!r}, frame_shape={SHAPE}, pixel_size_um=0.325)
+        for i in range(4):
+            w.append(np.full({SHAPE}, i, np.uint16), {{"time_s": 0.1 * i}})
+        os._exit(0)
+        """
+    )
+    subprocess.run(
+        [sys.executable, "-c", script],
+        check=True,
+        cwd=Path(__file__).parents[2],
+        timeout=60,
+    )
+    data = tifffile.imread(path)
+    assert data.shape == (4, *SHAPE)
+    assert list(data[:, 0, 0]) == [0, 1, 2, 3]
+    assert [m["time_s"] for m in read_frame_metadata(path)] == pytest.approx(
+        [0, 0.1, 0.2, 0.3]
+    )
+
+
+def test_refuses_to_overwrite_unless_asked(tmp_path: Path) -> None:
+    path = tmp_path / "exists.ome.tif"
+    path.write_bytes(b"precious")
+    with pytest.raises(OutputLocationError, match="already exists"):
+        OmeTiffWriter(path, frame_shape=SHAPE, pixel_size_um=0.325)
+    assert path.read_bytes() == b"precious"
+    with OmeTiffWriter(
+        path, frame_shape=SHAPE, pixel_size_um=0.325, overwrite=True
+    ) as writer:
+        writer.append(np.ones(SHAPE, np.uint16))
+    assert tifffile.imread(path).shape == SHAPE
+
+
+def test_rejects_frames_that_do_not_fit(tmp_path: Path) -> None:
+    with OmeTiffWriter(
+        tmp_path / "x.ome.tif", frame_shape=SHAPE, pixel_size_um=0.325
+    ) as writer:
+        with pytest.raises(ValueError, match="shape"):
+            writer.append(np.zeros((SHAPE[1], SHAPE[0]), np.uint16))
+        with pytest.raises(ValueError, match="losslessly"):
+            writer.append(np.zeros(SHAPE, np.float32))
+        writer.append(np.full(SHAPE, 7, np.uint8))  # widening is lossless
+    assert tifffile.imread(tmp_path / "x.ome.tif")[0, 0] == 7
+
+
+def test_closing_without_frames_leaves_no_broken_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.ome.tif"
+    writer = OmeTiffWriter(path, frame_shape=SHAPE, pixel_size_um=0.325)
+    writer.close()
+    writer.close()
+    assert not path.exists()

@@ -1,0 +1,170 @@
+"""The deepz command line: JSON on stdout, one-line errors, exit codes, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tifffile
+
+from deepz._cli import main
+
+REPO = Path(__file__).parents[1]
+FAST = ["--set", "Camera,Binning,4", "--set", "Camera,Clock,simulated"]
+
+
+def _run(argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_acquire_json_is_the_only_stdout(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "movie.ome.tif"
+    args = ["acquire", "--frames", "4", "--exposure-ms", "5", "--led-intensity", "40"]
+    code = _run([*args, "--out", str(out), "--json", *FAST])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads(captured.out)  # exactly one JSON document
+    assert set(summary) == {
+        "frames",
+        "fps",
+        "output",
+        "dose_per_frame_J_cm2",
+        "dose_total_J_cm2",
+        "equivalent_zstack_dose_J_cm2",
+    }
+    assert summary["frames"] == 4
+    assert summary["output"] == str(out)
+    assert summary["dose_per_frame_J_cm2"] == pytest.approx(0.4 * 0.005)
+    assert summary["equivalent_zstack_dose_J_cm2"] == pytest.approx(21 * 4 * 0.002)
+    assert tifffile.imread(out).shape == (4, 128, 128)
+
+
+def test_acquire_focuses_on_the_specimen_by_default(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "movie.ome.tif"
+    assert _run(["acquire", "--frames", "1", "--out", str(out), "--json", *FAST]) == 0
+    from acquisition._writers import read_frame_metadata, read_run_metadata
+
+    focus_z = float(read_run_metadata(out)["devices"]["Specimen"]["FocusZ"])
+    assert read_frame_metadata(out)[0]["z_um"] == pytest.approx(focus_z)
+
+    out2 = tmp_path / "movie2.ome.tif"
+    args = ["acquire", "--frames", "1", "--out", str(out2), "--z", "33.5", *FAST]
+    assert _run(args) == 0
+    assert read_frame_metadata(out2)[0]["z_um"] == pytest.approx(33.5)
+    assert "Saved 1 frames" in capsys.readouterr().out
+
+
+def test_zstack_json(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "stack.ome.tif"
+    args = ["zstack", "--range-um", "2", "--step-um", "1", "--exposure-ms", "2"]
+    code = _run([*args, "--out", str(out), "--json", *FAST])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads(captured.out)
+    assert summary == {
+        "output": str(out),
+        "shape": [3, 128, 128],
+        "voxel_um": pytest.approx([1.0, 1.3, 1.3]),
+    }
+    assert tifffile.imread(out).shape == (3, 128, 128)
+
+
+def test_human_summary_mentions_dose(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "movie.ome.tif"
+    assert _run(["acquire", "--frames", "2", "--out", str(out), *FAST]) == 0
+    text = capsys.readouterr().out
+    assert f"Saved 2 frames to {out}" in text
+    assert "21-plane z-stacks" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--set", "Camera,Bogus,1"], 2, "has no property 'Bogus'"),
+        (["--set", "Laser,Power,1"], 2, "No device 'Laser'"),
+        (["--set", "Camera,Clock,fast"], 2, "choose one of"),
+        (["--set", "Camera"], 2, "DEVICE,PROPERTY,VALUE"),
+        (["--frames", "many"], 2, "Invalid value for '--frames'"),
+        (["--frames", "0"], 1, "frames must be at least 1"),
+        (["--exposure-ms", "0"], 1, "exposure must be more than 0"),
+        (["--config", "missing.cfg"], 1, "does not exist"),
+        (["--z", "9000"], 1, "outside the travel"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code(
+    tmp_path: Path, capsys, args: list[str], code: int, message: str
+) -> None:
+    out = tmp_path / "x.ome.tif"
+    assert _run(["acquire", "--out", str(out), *args]) == code
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("deepz: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in captured.err
+    assert not out.exists()
+
+
+def test_existing_output_needs_overwrite(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "x.ome.tif"
+    out.write_bytes(b"keep me")
+    assert _run(["acquire", "--frames", "1", "--out", str(out), *FAST]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == b"keep me"
+    args = ["acquire", "--frames", "1", "--out", str(out), "--overwrite", *FAST]
+    assert _run(args) == 0
+    assert tifffile.imread(out).shape == (128, 128)
+
+
+def test_default_output_goes_to_runs_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert _run(["acquire", "--frames", "1", "--json", *FAST]) == 0
+    output = Path(json.loads(capsys.readouterr().out)["output"])
+    assert output.parent == tmp_path.resolve() / "runs"
+    assert output.name.endswith("-timelapse.ome.tif")
+    assert output.is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_frames_and_exits_130(tmp_path: Path) -> None:
+    """A real SIGINT to `python -m deepz`: the frames so far stay readable."""
+    out = tmp_path / "long.ome.tif"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYMM_LOG_FILE": "0"}
+    args = ["acquire", "--frames", "2000", "--exposure-ms", "20", "--json"]
+    args += ["--out", str(out), "--set", "Camera,Binning,4"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deepz", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    # the file appears with the first frame; wait for a few more
+    while time.monotonic() < deadline and (
+        not out.exists() or out.stat().st_size < 5 * 128 * 128 * 2
+    ):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stdout == ""
+    assert "interrupted after" in stderr
+    assert str(out) in stderr
+    saved = int(stderr.split("interrupted after ")[1].split(" ")[0])
+    assert saved >= 5
+    assert tifffile.imread(out).shape == (saved, 128, 128)
