@@ -16,7 +16,13 @@ from ._errors import (
 )
 from ._runs import TimelapseSummary, ZStackSummary, acquire_timelapse, acquire_zstack
 from ._scope import SPECIMEN_DEVICE, Microscope, open_microscope
-from ._writers import OmeTiffWriter, read_frame_metadata, read_run_metadata
+from ._writers import (
+    OmeTiffWriter,
+    OmeZarrWriter,
+    open_writer,
+    read_frame_metadata,
+    read_run_metadata,
+)
 
 __all__ = [
     "SPECIMEN_DEVICE",
@@ -28,12 +34,14 @@ __all__ = [
     "DeepzError",
     "Microscope",
     "OmeTiffWriter",
+    "OmeZarrWriter",
     "OutputLocationError",
     "TimelapseSummary",
     "ZStackSummary",
     "acquire_timelapse",
     "acquire_zstack",
     "open_microscope",
+    "open_writer",
     "read_frame_metadata",
     "read_run_metadata",
 ]

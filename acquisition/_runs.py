@@ -34,7 +34,7 @@ from acquisition._errors import (
     AcquisitionInterrupted,
     OutputLocationError,
 )
-from acquisition._writers import OmeTiffWriter
+from acquisition._writers import OmeTiffWriter, OmeZarrWriter, open_writer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -379,7 +379,7 @@ class _RunResult:
 def _run(
     scope: Microscope,
     sequence: useq.MDASequence,
-    writer: OmeTiffWriter,
+    writer: OmeTiffWriter | OmeZarrWriter,
     expected: int,
     progress: ProgressCallback | None,
 ) -> _RunResult:
@@ -575,10 +575,10 @@ def _open_writer(
     run_metadata: dict[str, Any],
     overwrite: bool,
     z_step_um: float | None = None,
-) -> OmeTiffWriter:
+) -> OmeTiffWriter | OmeZarrWriter:
     (height, width), dtype = _frame_layout(scope)
     expected_bytes = frames * height * width * dtype.itemsize
-    return OmeTiffWriter(
+    return open_writer(
         out,
         axes=axes,  # type: ignore[arg-type]
         dtype=dtype,

@@ -26,6 +26,13 @@ Layout of a file written by `OmeTiffWriter`
 * Process killed before `close()`: no OME-XML; page 0 carries frame 0's JSON, so the
   file still opens (``tifffile.imread`` gives every complete page) and
   `read_frame_metadata` still recovers per-frame metadata from the pages.
+
+`OmeZarrWriter` writes OME-Zarr (NGFF 0.5, through ome-writers and zarr-python; the
+``zarr`` extra) with one chunk per frame and physical scales in the multiscales
+metadata; the run and per-frame metadata go into the group attribute ``deepz-live``
+(``{"run": ..., "frames": [...]}``) at `close()`. OME-TIFF is the crash-safe choice:
+Zarr metadata is only complete once the writer is closed. `open_writer` picks the
+format from the file name (``*.ome.zarr`` → Zarr, anything else → OME-TIFF).
 """
 
 from __future__ import annotations
@@ -47,12 +54,20 @@ if TYPE_CHECKING:
     from numpy.typing import DTypeLike
     from typing_extensions import Self
 
-__all__ = ["OmeTiffWriter", "read_frame_metadata", "read_run_metadata"]
+__all__ = [
+    "OmeTiffWriter",
+    "OmeZarrWriter",
+    "open_writer",
+    "read_frame_metadata",
+    "read_run_metadata",
+]
 
 RUN_NAMESPACE = "deepz-live/run"
 RUN_JSON_NAMESPACE = "deepz-live/run.json"
 FRAMES_JSON_NAMESPACE = "deepz-live/frames.json"
 _FRAME_KEY = "deepz_frame"
+ZARR_ATTRIBUTE = "deepz-live"
+ZARR_SUFFIX = ".zarr"
 _OME_NS = {"ome": "http://www.openmicroscopy.org/Schemas/OME/2016-06"}
 
 # frame-metadata key -> (OME Plane attribute, unit)
@@ -63,7 +78,107 @@ _PLANE_FIELDS = {
 }
 
 
-class OmeTiffWriter:
+class _FrameWriter:
+    """Shared bookkeeping of the raw-frame writers: checks, metadata, closing."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        axes: Literal["TYX", "ZYX"] = "TYX",
+        dtype: DTypeLike = np.uint16,
+        frame_shape: tuple[int, int],
+        pixel_size_um: float | None,
+        z_step_um: float | None = None,
+        run_metadata: dict[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        if axes not in ("TYX", "ZYX"):
+            raise ValueError(f"axes must be 'TYX' or 'ZYX', got {axes!r}")
+        if len(frame_shape) != 2 or min(frame_shape) < 1:
+            raise ValueError(f"frame_shape must be (height, width), got {frame_shape}")
+        self.path = Path(path)
+        self.axes = axes
+        self.dtype = np.dtype(dtype)
+        self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
+        self.pixel_size_um = _positive_or_none(pixel_size_um)
+        self.z_step_um = _positive_or_none(z_step_um)
+        self.run_metadata = dict(run_metadata or {})
+        self._frame_metadata: list[dict[str, Any]] = []
+        self._closed = False
+        if self.path.exists() and not overwrite:
+            raise OutputLocationError(
+                f"{self.path} already exists; choose another output path or allow "
+                "overwriting (--overwrite)."
+            )
+
+    @property
+    def frames_written(self) -> int:
+        """Number of frames appended so far."""
+        return len(self._frame_metadata)
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close()` has run."""
+        return self._closed
+
+    def append(
+        self, frame: np.ndarray, frame_metadata: dict[str, Any] | None = None
+    ) -> None:
+        """Write one frame (and its metadata) to disk now.
+
+        Parameters
+        ----------
+        frame : numpy.ndarray
+            A ``frame_shape`` array of ``dtype``.
+        frame_metadata : dict, optional
+            Per-frame values (``time_s``, ``z_um``, ``exposure_ms``, dose, ...).
+        """
+        if self._closed:
+            raise ValueError(f"{self.path} is closed; no more frames can be appended.")
+        frame = np.asarray(frame)
+        if frame.shape != self.frame_shape:
+            raise ValueError(
+                f"frame shape {frame.shape} does not match the writer's "
+                f"{self.frame_shape}"
+            )
+        if frame.dtype != self.dtype:
+            if not np.can_cast(frame.dtype, self.dtype, casting="safe"):
+                raise ValueError(
+                    f"frame dtype {frame.dtype} cannot be stored losslessly as "
+                    f"{self.dtype}"
+                )
+            frame = frame.astype(self.dtype)
+        meta = _jsonable(dict(frame_metadata or {}))
+        self._write(frame, meta)
+        self._frame_metadata.append(meta)
+
+    def close(self) -> None:
+        """Finish the output. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finish()
+
+    def _write(self, frame: np.ndarray, meta: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class OmeTiffWriter(_FrameWriter):
     """Write frames to an OME-TIFF one page at a time, as they arrive.
 
     Parameters
@@ -107,24 +222,16 @@ class OmeTiffWriter:
         overwrite: bool = False,
         bigtiff: bool = True,
     ) -> None:
-        if axes not in ("TYX", "ZYX"):
-            raise ValueError(f"axes must be 'TYX' or 'ZYX', got {axes!r}")
-        if len(frame_shape) != 2 or min(frame_shape) < 1:
-            raise ValueError(f"frame_shape must be (height, width), got {frame_shape}")
-        self.path = Path(path)
-        self.axes = axes
-        self.dtype = np.dtype(dtype)
-        self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
-        self.pixel_size_um = _positive_or_none(pixel_size_um)
-        self.z_step_um = _positive_or_none(z_step_um)
-        self.run_metadata = dict(run_metadata or {})
-        self._frame_metadata: list[dict[str, Any]] = []
-        self._closed = False
-        if self.path.exists() and not overwrite:
-            raise OutputLocationError(
-                f"{self.path} already exists; choose another output path or allow "
-                "overwriting (--overwrite)."
-            )
+        super().__init__(
+            path,
+            axes=axes,
+            dtype=dtype,
+            frame_shape=frame_shape,
+            pixel_size_um=pixel_size_um,
+            z_step_um=z_step_um,
+            run_metadata=run_metadata,
+            overwrite=overwrite,
+        )
         try:
             self._tif = tifffile.TiffWriter(
                 self.path, bigtiff=bigtiff, byteorder="<", ome=False
@@ -135,44 +242,7 @@ class OmeTiffWriter:
                 "folder exists and is writable."
             ) from exc
 
-    @property
-    def frames_written(self) -> int:
-        """Number of frames appended so far."""
-        return len(self._frame_metadata)
-
-    @property
-    def closed(self) -> bool:
-        """Whether `close()` has run."""
-        return self._closed
-
-    def append(
-        self, frame: np.ndarray, frame_metadata: dict[str, Any] | None = None
-    ) -> None:
-        """Write one frame (and its metadata) to disk now.
-
-        Parameters
-        ----------
-        frame : numpy.ndarray
-            A ``frame_shape`` array of ``dtype``.
-        frame_metadata : dict, optional
-            Per-frame values (``time_s``, ``z_um``, ``exposure_ms``, dose, ...).
-        """
-        if self._closed:
-            raise ValueError(f"{self.path} is closed; no more frames can be appended.")
-        frame = np.asarray(frame)
-        if frame.shape != self.frame_shape:
-            raise ValueError(
-                f"frame shape {frame.shape} does not match the writer's "
-                f"{self.frame_shape}"
-            )
-        if frame.dtype != self.dtype:
-            if not np.can_cast(frame.dtype, self.dtype, casting="safe"):
-                raise ValueError(
-                    f"frame dtype {frame.dtype} cannot be stored losslessly as "
-                    f"{self.dtype}"
-                )
-            frame = frame.astype(self.dtype)
-        meta = _jsonable(dict(frame_metadata or {}))
+    def _write(self, frame: np.ndarray, meta: dict[str, Any]) -> None:
         description = json.dumps({_FRAME_KEY: self.frames_written, **meta})
         self._tif.write(
             frame,
@@ -184,33 +254,17 @@ class OmeTiffWriter:
         )
         # hand the page to the OS now, so a killed process still leaves it on disk
         self._tif.filehandle.flush()
-        self._frame_metadata.append(meta)
 
-    def close(self) -> None:
-        """Finish the file: write the OME-XML header. Safe to call twice.
+    def _finish(self) -> None:
+        """Write the OME-XML header; a writer closed with no frames leaves no file.
 
-        A writer closed with no frames leaves no file behind (an empty TIFF is not
-        readable).
+        (An empty TIFF is not readable.)
         """
-        if self._closed:
-            return
-        self._closed = True
         self._tif.close()
         if not self._frame_metadata:
             self.path.unlink(missing_ok=True)
             return
         tifffile.tiffcomment(self.path, self._ome_xml(), pageindex=0)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _ome_xml(self) -> bytes:
         n = self.frames_written
@@ -262,8 +316,123 @@ class OmeTiffWriter:
         return omexml.tostring(declaration=True).encode("ascii", "xmlcharrefreplace")
 
 
+class OmeZarrWriter(_FrameWriter):
+    """Write frames to OME-Zarr (NGFF 0.5) one chunk per frame, as they arrive.
+
+    Same parameters as `OmeTiffWriter` (without ``bigtiff``). Needs the ``zarr``
+    extra: ``pip install "deepz-live[zarr]"``. Run and per-frame metadata are stored
+    in the group attribute ``deepz-live`` when the writer is closed.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        axes: Literal["TYX", "ZYX"] = "TYX",
+        dtype: DTypeLike = np.uint16,
+        frame_shape: tuple[int, int],
+        pixel_size_um: float | None,
+        z_step_um: float | None = None,
+        run_metadata: dict[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        super().__init__(
+            path,
+            axes=axes,
+            dtype=dtype,
+            frame_shape=frame_shape,
+            pixel_size_um=pixel_size_um,
+            z_step_um=z_step_um,
+            run_metadata=run_metadata,
+            overwrite=overwrite,
+        )
+        try:
+            import ome_writers
+            import zarr  # noqa: F401  (the backend ome-writers uses here)
+        except ImportError as exc:
+            raise OutputLocationError(
+                f"Writing OME-Zarr ({self.path.name}) needs the zarr extra: "
+                'pip install "deepz-live[zarr]", or write OME-TIFF (*.ome.tif).'
+            ) from exc
+        height, width = self.frame_shape
+        stack_axis = ome_writers.Dimension(
+            name="t" if axes == "TYX" else "z",
+            count=None,  # grows with every frame
+            type="time" if axes == "TYX" else "space",
+            chunk_size=1,
+            **(
+                {"unit": "micrometer", "scale": self.z_step_um}
+                if axes == "ZYX" and self.z_step_um is not None
+                else {}
+            ),
+        )
+        plane_scale = (
+            {"unit": "micrometer", "scale": self.pixel_size_um}
+            if self.pixel_size_um is not None
+            else {}
+        )
+        dims = (
+            stack_axis,
+            ome_writers.Dimension(
+                name="y", count=height, type="space", chunk_size=height, **plane_scale
+            ),
+            ome_writers.Dimension(
+                name="x", count=width, type="space", chunk_size=width, **plane_scale
+            ),
+        )
+        settings = ome_writers.AcquisitionSettings(
+            root_path=str(self.path),
+            dimensions=dims,
+            dtype=self.dtype.name,
+            format=ome_writers.OmeZarrFormat(backend="zarr-python"),
+            overwrite=overwrite,
+        )
+        try:
+            self._stream = ome_writers.create_stream(settings)
+        except OSError as exc:
+            raise OutputLocationError(
+                f"Cannot create {self.path}: {exc.strerror or exc}. Check that the "
+                "folder exists and is writable."
+            ) from exc
+
+    def _write(self, frame: np.ndarray, meta: dict[str, Any]) -> None:
+        self._stream.append(frame)
+
+    def _finish(self) -> None:
+        import zarr
+
+        self._stream.close()
+        group = zarr.open_group(str(self.path), mode="r+")
+        group.attrs[ZARR_ATTRIBUTE] = {
+            "run": _jsonable(self.run_metadata),
+            "frames": self._frame_metadata,
+        }
+
+
+def open_writer(path: str | Path, **kwargs: Any) -> OmeTiffWriter | OmeZarrWriter:
+    """An `OmeZarrWriter` for ``*.zarr`` paths, else an `OmeTiffWriter`.
+
+    Keyword arguments are those of the writers; ``bigtiff`` is ignored for Zarr.
+    """
+    if _is_zarr(path):
+        kwargs.pop("bigtiff", None)
+        return OmeZarrWriter(path, **kwargs)
+    return OmeTiffWriter(path, **kwargs)
+
+
+def _is_zarr(path: str | Path) -> bool:
+    return Path(path).suffix == ZARR_SUFFIX
+
+
+def _zarr_attribute(path: str | Path) -> dict[str, Any]:
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    return dict(group.attrs.get(ZARR_ATTRIBUTE, {}))
+
+
 def read_run_metadata(path: str | Path) -> dict[str, Any]:
-    """Read the run metadata stored by `OmeTiffWriter`.
+    """Read the run metadata stored by `OmeTiffWriter` or `OmeZarrWriter`.
 
     Parameters
     ----------
@@ -275,6 +444,8 @@ def read_run_metadata(path: str | Path) -> dict[str, Any]:
     dict
         The ``run_metadata`` given to the writer; empty if the file was never closed.
     """
+    if _is_zarr(path):
+        return dict(_zarr_attribute(path).get("run", {}))
     with tifffile.TiffFile(path) as tif:
         ome = tif.ome_metadata
     value = _comment_annotation(ome, RUN_JSON_NAMESPACE) if ome else None
@@ -282,7 +453,7 @@ def read_run_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def read_frame_metadata(path: str | Path) -> list[dict[str, Any]]:
-    """Read the per-frame metadata stored by `OmeTiffWriter`, one dict per frame.
+    """Read the per-frame metadata stored by a writer, one dict per frame.
 
     Works for files that were never closed too (from the per-page JSON).
 
@@ -296,6 +467,8 @@ def read_frame_metadata(path: str | Path) -> list[dict[str, Any]]:
     list of dict
         The ``frame_metadata`` given to each `OmeTiffWriter.append` call, in order.
     """
+    if _is_zarr(path):
+        return list(_zarr_attribute(path).get("frames", []))
     with tifffile.TiffFile(path) as tif:
         ome = tif.ome_metadata
         value = _comment_annotation(ome, FRAMES_JSON_NAMESPACE) if ome else None

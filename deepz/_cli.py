@@ -101,7 +101,10 @@ def acquire(
         Path | None,
         typer.Option(
             "--out",
-            help="Output OME-TIFF. Default: runs/<timestamp>-timelapse.ome.tif",
+            help=(
+                "Output: *.ome.tif, or *.ome.zarr (zarr extra). "
+                "Default: runs/<timestamp>-timelapse.ome.tif"
+            ),
             show_default=False,
         ),
     ] = None,
@@ -157,7 +160,10 @@ def zstack(
         Path | None,
         typer.Option(
             "--out",
-            help="Output OME-TIFF. Default: runs/<timestamp>-zstack.ome.tif",
+            help=(
+                "Output: *.ome.tif, or *.ome.zarr (zarr extra). "
+                "Default: runs/<timestamp>-zstack.ome.tif"
+            ),
             show_default=False,
         ),
     ] = None,

@@ -79,6 +79,24 @@ def test_zstack_json(tmp_path: Path, capsys) -> None:
     assert tifffile.imread(out).shape == (3, 128, 128)
 
 
+def test_zstack_to_ome_zarr(tmp_path: Path, capsys) -> None:
+    zarr = pytest.importorskip("zarr")
+    out = tmp_path / "stack.ome.zarr"
+    args = ["zstack", "--range-um", "2", "--step-um", "1", "--exposure-ms", "2"]
+    code = _run([*args, "--out", str(out), "--json", *FAST])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["shape"] == [3, 128, 128]
+    group = zarr.open_group(str(out), mode="r")
+    assert group["0"].shape == (3, 128, 128)
+    scale = group.attrs["ome"]["multiscales"][0]["datasets"][0][
+        "coordinateTransformations"
+    ][0]["scale"]
+    assert scale == pytest.approx([1.0, 1.3, 1.3])
+    frames = group.attrs["deepz-live"]["frames"]
+    assert [round(f["z_um"] - frames[0]["z_um"], 6) for f in frames] == [0, 1, 2]
+
+
 def test_human_summary_mentions_dose(tmp_path: Path, capsys) -> None:
     out = tmp_path / "movie.ome.tif"
     assert _run(["acquire", "--frames", "2", "--out", str(out), *FAST]) == 0

@@ -185,3 +185,63 @@ def test_closing_without_frames_leaves_no_broken_file(tmp_path: Path) -> None:
     writer.close()
     writer.close()
     assert not path.exists()
+
+
+# --------------------------------------------------------------------- OME-Zarr
+def test_zarr_round_trip_with_scale_and_metadata(tmp_path: Path) -> None:
+    zarr = pytest.importorskip("zarr")
+    from acquisition import OmeZarrWriter, open_writer
+
+    out = tmp_path / "stack.ome.zarr"
+    frames = _frames(5)
+    writer = open_writer(
+        out,
+        axes="ZYX",
+        dtype=np.uint16,
+        frame_shape=SHAPE,
+        pixel_size_um=0.325,
+        z_step_um=2.0,
+        run_metadata=RUN,
+    )
+    assert isinstance(writer, OmeZarrWriter)
+    with writer:
+        for i, frame in enumerate(frames):
+            writer.append(frame, _meta(i))
+    group = zarr.open_group(str(out), mode="r")
+    data = group["0"][:]
+    np.testing.assert_array_equal(data, np.stack(frames))
+    multiscale = group.attrs["ome"]["multiscales"][0]
+    assert [a["name"] for a in multiscale["axes"]] == ["z", "y", "x"]
+    scale = multiscale["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert scale == pytest.approx([2.0, 0.325, 0.325])
+    assert read_run_metadata(out)["na"] == 0.75
+    assert [m["z_um"] for m in read_frame_metadata(out)] == [
+        2.0 * i - 4 for i in range(5)
+    ]
+
+
+def test_zarr_closed_after_an_error_keeps_every_frame(tmp_path: Path) -> None:
+    zarr = pytest.importorskip("zarr")
+    from acquisition import OmeZarrWriter
+
+    out = tmp_path / "movie.ome.zarr"
+    frames = _frames(3)
+    with pytest.raises(RuntimeError, match="stage fell over"):
+        with OmeZarrWriter(out, frame_shape=SHAPE, pixel_size_um=0.325) as writer:
+            for i, frame in enumerate(frames):
+                writer.append(frame, _meta(i))
+            raise RuntimeError("stage fell over")
+    data = zarr.open_group(str(out), mode="r")["0"][:]
+    np.testing.assert_array_equal(data, np.stack(frames))
+    assert len(read_frame_metadata(out)) == 3
+
+
+def test_zarr_output_refuses_to_overwrite(tmp_path: Path) -> None:
+    pytest.importorskip("zarr")
+    from acquisition import OmeZarrWriter
+
+    out = tmp_path / "movie.ome.zarr"
+    with OmeZarrWriter(out, frame_shape=SHAPE, pixel_size_um=None) as writer:
+        writer.append(_frames(1)[0])
+    with pytest.raises(OutputLocationError, match="already exists"):
+        OmeZarrWriter(out, frame_shape=SHAPE, pixel_size_um=None)
