@@ -174,7 +174,8 @@ def acquire_timelapse(
     exposure_ms : float
         Camera exposure.
     out : str or Path
-        Output file (``*.ome.tif``). Missing folders are created.
+        Output file: ``*.ome.tif``, or ``*.ome.zarr`` (OME-Zarr, ``zarr`` extra).
+        Missing folders are created.
     led_intensity : float, optional
         Set the ``LED`` device's ``Intensity`` property first.
     overwrite : bool
@@ -282,7 +283,8 @@ def acquire_zstack(
     exposure_ms : float
         Camera exposure.
     out : str or Path
-        Output file (``*.ome.tif``). Missing folders are created.
+        Output file: ``*.ome.tif``, or ``*.ome.zarr`` (OME-Zarr, ``zarr`` extra).
+        Missing folders are created.
     led_intensity : float, optional
         Set the ``LED`` device's ``Intensity`` property first.
     overwrite : bool

@@ -111,6 +111,8 @@ class _FrameWriter:
                 f"{self.path} already exists; choose another output path or allow "
                 "overwriting (--overwrite)."
             )
+        self._overwrite = overwrite
+        self._open()
 
     @property
     def frames_written(self) -> int:
@@ -159,6 +161,9 @@ class _FrameWriter:
             return
         self._closed = True
         self._finish()
+
+    def _open(self) -> None:
+        raise NotImplementedError
 
     def _write(self, frame: np.ndarray, meta: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -210,31 +215,15 @@ class OmeTiffWriter(_FrameWriter):
     """
 
     def __init__(
-        self,
-        path: str | Path,
-        *,
-        axes: Literal["TYX", "ZYX"] = "TYX",
-        dtype: DTypeLike = np.uint16,
-        frame_shape: tuple[int, int],
-        pixel_size_um: float | None,
-        z_step_um: float | None = None,
-        run_metadata: dict[str, Any] | None = None,
-        overwrite: bool = False,
-        bigtiff: bool = True,
+        self, path: str | Path, *, bigtiff: bool = True, **kwargs: Any
     ) -> None:
-        super().__init__(
-            path,
-            axes=axes,
-            dtype=dtype,
-            frame_shape=frame_shape,
-            pixel_size_um=pixel_size_um,
-            z_step_um=z_step_um,
-            run_metadata=run_metadata,
-            overwrite=overwrite,
-        )
+        self._bigtiff = bigtiff
+        super().__init__(path, **kwargs)
+
+    def _open(self) -> None:
         try:
             self._tif = tifffile.TiffWriter(
-                self.path, bigtiff=bigtiff, byteorder="<", ome=False
+                self.path, bigtiff=self._bigtiff, byteorder="<", ome=False
             )
         except OSError as exc:
             raise OutputLocationError(
@@ -324,28 +313,7 @@ class OmeZarrWriter(_FrameWriter):
     in the group attribute ``deepz-live`` when the writer is closed.
     """
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        axes: Literal["TYX", "ZYX"] = "TYX",
-        dtype: DTypeLike = np.uint16,
-        frame_shape: tuple[int, int],
-        pixel_size_um: float | None,
-        z_step_um: float | None = None,
-        run_metadata: dict[str, Any] | None = None,
-        overwrite: bool = False,
-    ) -> None:
-        super().__init__(
-            path,
-            axes=axes,
-            dtype=dtype,
-            frame_shape=frame_shape,
-            pixel_size_um=pixel_size_um,
-            z_step_um=z_step_um,
-            run_metadata=run_metadata,
-            overwrite=overwrite,
-        )
+    def _open(self) -> None:
         try:
             import ome_writers
             import zarr  # noqa: F401  (the backend ome-writers uses here)
@@ -355,14 +323,15 @@ class OmeZarrWriter(_FrameWriter):
                 'pip install "deepz-live[zarr]", or write OME-TIFF (*.ome.tif).'
             ) from exc
         height, width = self.frame_shape
+        zyx = self.axes == "ZYX"
         stack_axis = ome_writers.Dimension(
-            name="t" if axes == "TYX" else "z",
+            name="z" if zyx else "t",
             count=None,  # grows with every frame
-            type="time" if axes == "TYX" else "space",
+            type="space" if zyx else "time",
             chunk_size=1,
             **(
                 {"unit": "micrometer", "scale": self.z_step_um}
-                if axes == "ZYX" and self.z_step_um is not None
+                if zyx and self.z_step_um is not None
                 else {}
             ),
         )
@@ -385,7 +354,7 @@ class OmeZarrWriter(_FrameWriter):
             dimensions=dims,
             dtype=self.dtype.name,
             format=ome_writers.OmeZarrFormat(backend="zarr-python"),
-            overwrite=overwrite,
+            overwrite=self._overwrite,
         )
         try:
             self._stream = ome_writers.create_stream(settings)
