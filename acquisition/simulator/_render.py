@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 #: energy fraction each emitter kernel keeps (the rest is far-out ring light)
 KERNEL_ENERGY = 0.995
 SHEET_SLICE_UM = 0.25
+#: objects whose light spreads wider than this are integrated with 2x2 sub-pixels
+BLURRED_REACH_UM = 4.0
 
 
 @lru_cache(maxsize=4)
@@ -137,8 +139,16 @@ class Renderer:
                 or centre[1] - half > shape[1]
             ):
                 continue  # entirely outside the frame
+            # defocused light is smooth on the pixel scale: 2x2 sub-samples integrate
+            # it as well as 3x3 do, at less than half the cost
+            oversample = self.oversample if reach[i] < BLURRED_REACH_UM else 2
             kernel, (r0, c0) = pixelate_profile(
-                r_um, profiles[i], centre, half, pixel_um, self.oversample
+                r_um,
+                profiles[i],
+                centre,
+                half,
+                pixel_um,
+                min(oversample, self.oversample),
             )
             rr, cc = np.nonzero(kernel > 0)
             rr_img, cc_img = rr + r0, cc + c0

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Simulated z-stacks for training and evaluating the bundled Deep-Z model.
+#
+#   bash scripts/make_simulator_stacks.sh [OUT_DIR]      (default: runs/simulator-stacks)
+#
+# Every stack: 49 planes, ±12 µm around the specimen's centre plane in 0.5 µm steps
+# (covers the model's ±10 µm refocusing range from any input plane near focus), 10 ms
+# exposure at the default LED intensity — the same light as a live time-lapse frame, so
+# training inputs have the noise of live frames. Seeds are disjoint:
+#   train/  worms 100-115 (centre depth 8-16 µm), beads 200-205, sheets 300-301
+#   fresh/  worms 900-904: never used in training, for `deepz evaluate`
+# About 1 s per plane on 2 CPU cores (each new focus recomputes every object's image).
+set -euo pipefail
+out="${1:-runs/simulator-stacks}"
+mkdir -p "$out/train" "$out/fresh"
+stack() {  # stack FILE KIND SEED [DEPTH]
+  local file="$1" kind="$2" seed="$3" depth="${4:-}"
+  [ -e "$file" ] && return 0
+  local extra=()
+  [ -n "$depth" ] && extra=(--set "Specimen,Depth,$depth")
+  deepz zstack --range-um 24 --step-um 0.5 --exposure-ms 10 \
+    --set Camera,Clock,simulated --set "Specimen,Kind,$kind" --set "Specimen,Seed,$seed" \
+    "${extra[@]}" --out "$file" --json
+}
+depths=(8 9 10 11 12 13 14 15 16 12 10 14 9 15 11 13)
+for i in $(seq 0 15); do
+  seed=$((100 + i))
+  stack "$out/train/worm-$seed.ome.tif" worm "$seed" "${depths[$i]}"
+done
+for seed in 200 201 202 203 204 205; do stack "$out/train/beads-$seed.ome.tif" beads "$seed"; done
+stack "$out/train/tilted-sheet-300.ome.tif" tilted-sheet 300
+stack "$out/train/curved-sheet-301.ome.tif" curved-sheet 301
+for seed in 900 901 902 903 904; do stack "$out/fresh/worm-$seed.ome.tif" worm "$seed"; done
