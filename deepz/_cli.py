@@ -2,6 +2,8 @@
 
 ``deepz acquire`` records a time-lapse and ``deepz zstack`` a z-stack, each into an
 OME-TIFF, on the simulated microscope by default or on any Micro-Manager config.
+``deepz train`` and ``deepz evaluate`` make and score Deep-Z models from z-stacks
+(`deepz._cli_models`).
 
 Output contract: with ``--json`` exactly one JSON object goes to stdout; everything
 else (progress, warnings, errors) goes to stderr. An error is one line on stderr and a
@@ -32,6 +34,8 @@ from acquisition import (
     acquire_zstack,
     open_microscope,
 )
+from deepz import _cli_models
+from inference._errors import InferenceError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -42,7 +46,7 @@ EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name="deepz",
-    help="Acquire widefield fluorescence data for Deep-Z (real or simulated scope).",
+    help="Acquire widefield fluorescence data and train/evaluate Deep-Z models.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -290,6 +294,9 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message="Focus direction is unknown")
 
 
+_cli_models.register(app)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the ``deepz`` command line (the ``deepz`` console script)."""
     _quiet_libraries()
@@ -299,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(exc), EXIT_INTERRUPTED)
     except _UsageError as exc:
         _fail(str(exc), EXIT_USAGE)
-    except DeepzError as exc:
+    except (DeepzError, InferenceError) as exc:
         _fail(str(exc), EXIT_FAILED)
     except (KeyboardInterrupt, typer.Abort):
         _fail("interrupted.", EXIT_INTERRUPTED)

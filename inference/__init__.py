@@ -1,5 +1,72 @@
-"""Deep-Z models: datasets from z-stacks, training, evaluation, export and runtimes.
+"""Deep-Z models: datasets from z-stacks, networks, training, evaluation, model files.
 
-Not implemented yet (see the README's status table). This layer never imports
-``acquisition`` or Qt; it works on arrays and files.
+Works on arrays and files only: this layer never imports ``acquisition``, ``gui`` or
+Qt, and torch is imported only when a network is built or run.
 """
+
+from ._errors import (
+    InferenceError,
+    ModelFileError,
+    ModelMismatchWarning,
+    StackFormatError,
+)
+from ._evaluate import BinMetrics, EvaluationResult, evaluate_stacks, plot_evaluation
+from ._metrics import nrmse, psnr, ssim
+from ._modelfile import (
+    DEFAULT_MODEL_NAME,
+    ModelInfo,
+    bundled_model_names,
+    check_compatibility,
+    load_model,
+    read_model_info,
+    resolve_model_path,
+    save_model,
+)
+from ._networks import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    build_discriminator,
+    build_generator,
+    estimate_gflops,
+    required_multiple,
+)
+from ._normalize import Normalization
+from ._pairs import PairConfig, PairSampler, target_for_dpm
+from ._stacks import ZStack, read_stacks
+from ._train import TrainConfig, Trainer
+
+__all__ = [
+    "DEFAULT_MODEL_NAME",
+    "BinMetrics",
+    "DiscriminatorConfig",
+    "EvaluationResult",
+    "GeneratorConfig",
+    "InferenceError",
+    "ModelFileError",
+    "ModelInfo",
+    "ModelMismatchWarning",
+    "Normalization",
+    "PairConfig",
+    "PairSampler",
+    "StackFormatError",
+    "TrainConfig",
+    "Trainer",
+    "ZStack",
+    "build_discriminator",
+    "build_generator",
+    "bundled_model_names",
+    "check_compatibility",
+    "estimate_gflops",
+    "evaluate_stacks",
+    "load_model",
+    "nrmse",
+    "plot_evaluation",
+    "psnr",
+    "read_model_info",
+    "read_stacks",
+    "required_multiple",
+    "resolve_model_path",
+    "save_model",
+    "ssim",
+    "target_for_dpm",
+]

@@ -1,0 +1,271 @@
+"""``deepz train`` and ``deepz evaluate``: Deep-Z models from z-stacks."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from inference import ZStack
+
+StacksArgument = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Z-stack files (OME-TIFF or ImageJ TIFF: ZYX, TZYX, ZCYX with --channel)."
+    ),
+]
+ChannelOption = Annotated[
+    int | None,
+    typer.Option("--channel", help="Channel to use from multi-channel stacks."),
+]
+VoxelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--voxel-um",
+        metavar="Z,Y,X",
+        help="Voxel size in µm, for files without it (overrides the file).",
+    ),
+]
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="auto (CUDA if available), cpu, cuda, cuda:1...")
+]
+
+
+def _voxel(text: str | None) -> tuple[float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        z, y, x = (float(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(
+            f"--voxel-um {text!r}: expected three numbers Z,Y,X in µm, "
+            "e.g. 0.5,0.325,0.325"
+        ) from None
+    if min(z, y, x) <= 0:
+        raise typer.BadParameter("--voxel-um values must be positive.")
+    return z, y, x
+
+
+def _read_all(
+    paths: list[Path], channel: int | None, voxel: tuple[float, float, float] | None
+) -> list[ZStack]:
+    from inference import read_stacks
+
+    stacks: list[ZStack] = []
+    for path in paths:
+        stacks.extend(read_stacks(path, channel=channel, voxel_um=voxel))
+    return stacks
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def register(app: typer.Typer) -> None:
+    """Add the model commands to the ``deepz`` app."""
+
+    @app.command()
+    def train(
+        stacks: StacksArgument,
+        out: Annotated[
+            Path, typer.Option("--out", help="Model file to write (*.safetensors).")
+        ],
+        epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 20,
+        steps_per_epoch: Annotated[
+            int, typer.Option("--steps-per-epoch", help="Batches per epoch.")
+        ] = 200,
+        batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
+        crop: Annotated[int, typer.Option("--crop", help="Training crop (px).")] = 128,
+        dz_range_um: Annotated[
+            float, typer.Option("--dz-range-um", help="Refocusing range ±µm.")
+        ] = 10.0,
+        base_width: Annotated[
+            int, typer.Option("--base-width", help="U-Net channels at full size.")
+        ] = 16,
+        gan: Annotated[
+            bool,
+            typer.Option("--gan/--no-gan", help="Train with the adversarial term."),
+        ] = True,
+        split_by: Annotated[
+            str,
+            typer.Option(
+                "--split-by",
+                help="Hold out whole stacks ('stack') or a band of each field "
+                "('region') for validation.",
+            ),
+        ] = "stack",
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+        resume: Annotated[
+            bool, typer.Option("--resume", help="Continue from OUT.ckpt.")
+        ] = False,
+        channel: ChannelOption = None,
+        voxel_um: VoxelOption = None,
+        device: DeviceOption = "auto",
+        name: Annotated[str | None, typer.Option("--name", help="Model name.")] = None,
+    ) -> None:
+        """Train a Deep-Z model from z-stacks of one microscope."""
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        from inference import save_model
+        from inference._networks import DiscriminatorConfig
+        from inference._train import TrainConfig, Trainer, with_overrides
+
+        if split_by not in ("stack", "region"):
+            raise typer.BadParameter("--split-by must be 'stack' or 'region'.")
+        voxel = _voxel(voxel_um)
+        data = _read_all(stacks, channel, voxel)
+        if split_by == "stack" and len(data) < 2:
+            raise typer.BadParameter(
+                "--split-by stack needs at least two stacks; give more stacks or use "
+                "--split-by region."
+            )
+        config = with_overrides(
+            TrainConfig(),
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            batch_size=batch_size,
+            crop=crop,
+            dz_range_um=dz_range_um,
+            base_width=base_width,
+            discriminator=DiscriminatorConfig() if gan else None,
+            split_by=split_by,
+            seed=seed,
+            device=device,
+        )
+        trainer = Trainer(data, config)
+        checkpoint = Path(str(out) + ".ckpt")
+        if resume:
+            if not checkpoint.exists():
+                raise typer.BadParameter(f"--resume: no checkpoint at {checkpoint}.")
+            trainer.load_checkpoint(checkpoint)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _say(
+            f"Training on {len(data)} stack(s), device {trainer.device}, "
+            f"epochs {trainer.epoch + 1}..{epochs} × {steps_per_epoch} steps."
+        )
+        console = Console(stderr=True)
+        with Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[losses]}"),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        ) as bar:
+            task = bar.add_task("train", total=steps_per_epoch, epoch=1, losses="")
+
+            def on_step(done: int, total: int, losses: dict[str, float]) -> None:
+                text = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
+                bar.update(task, completed=done, epoch=trainer.epoch + 1, losses=text)
+
+            def on_epoch(log) -> None:  # type: ignore[no-untyped-def]
+                gain = log.validation.get("mean_psnr_gain_db")
+                gain_text = "n/a" if gain is None else f"{gain:+.2f} dB"
+                _say(
+                    f"epoch {log.epoch}: L1 {log.loss_l1:.4f}, 1-SSIM "
+                    f"{log.loss_ssim:.4f}, validation PSNR gain over identity "
+                    f"{gain_text} ({log.seconds:.0f} s)"
+                )
+                bar.reset(task)
+
+            trainer.run(checkpoint=checkpoint, on_step=on_step, on_epoch=on_epoch)
+        info = trainer.model_info(
+            name or out.stem.split(".")[0],
+            {"command": " ".join(["deepz", *sys.argv[1:]])},
+        )
+        save_model(out, trainer.generator, info)
+        _say(f"Saved model to {out}")
+
+    @app.command()
+    def evaluate(
+        model: Annotated[
+            str, typer.Argument(help="Model file, or the name of a bundled model.")
+        ],
+        stacks: StacksArgument,
+        json_output: Annotated[
+            bool, typer.Option("--json", help="JSON on stdout.")
+        ] = False,
+        plot: Annotated[
+            Path | None, typer.Option("--plot", help="Save PSNR/SSIM vs |dz| as PNG.")
+        ] = None,
+        inputs_per_stack: Annotated[
+            int, typer.Option("--inputs-per-stack", help="Input planes per stack.")
+        ] = 3,
+        all_planes: Annotated[
+            bool, typer.Option("--all-planes", help="Use every plane as an input.")
+        ] = False,
+        crop: Annotated[
+            int, typer.Option("--crop", help="Evaluate a CROP² window (0: full frame).")
+        ] = 256,
+        channel: ChannelOption = None,
+        voxel_um: VoxelOption = None,
+        device: DeviceOption = "auto",
+    ) -> None:
+        """Refocus real planes of z-stacks and score the model against them."""
+        import warnings
+
+        from inference import check_compatibility, load_model, resolve_model_path
+        from inference._apply import predict_normalized
+        from inference._evaluate import evaluate_stacks, plot_evaluation
+        from inference._networks import GeneratorConfig, required_multiple
+        from inference._normalize import Normalization
+        from inference._train import pick_device
+
+        torch_device = pick_device(device)
+        path = resolve_model_path(model)
+        generator, info = load_model(path, device=str(torch_device))
+        data = _read_all(stacks, channel, _voxel(voxel_um))
+        notes: list[str] = []
+        for stack in data:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                check_compatibility(
+                    info,
+                    pixel_size_um=stack.pixel_um[1],
+                    wavelength_um=stack.wavelength_um,
+                )
+            for w in caught:
+                notes.append(f"{stack.source}: {w.message}")
+                _say(f"warning: {stack.source}: {w.message}")
+        multiple = required_multiple(GeneratorConfig.from_dict(info.generator))
+
+        def predict(normalized, dz):  # type: ignore[no-untyped-def]
+            return predict_normalized(
+                generator,
+                normalized,
+                dz,
+                dpm_scale_um=info.dpm_scale_um,
+                multiple=multiple,
+                device=torch_device,
+            )
+
+        def progress(done: int, total: int) -> None:
+            _say(f"evaluated input plane {done}/{total}")
+
+        result = evaluate_stacks(
+            predict,
+            data,
+            Normalization.from_dict(info.normalization),
+            dz_range_um=info.dz_range_um,
+            inputs_per_stack=None if all_planes else inputs_per_stack,
+            crop=crop or None,
+            model_name=info.name,
+            progress=progress,
+        )
+        result.notes.extend(notes)
+        if plot is not None:
+            plot_evaluation(result, plot)
+        if json_output:
+            sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+            return
+        sys.stdout.write(result.table() + "\n")
+        gain = result.mean_psnr_gain_db(2.0, 10.0)
+        if gain is not None:
+            sys.stdout.write(f"Mean PSNR gain over 2 ≤ |dz| ≤ 10 µm: {gain:+.2f} dB\n")

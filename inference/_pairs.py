@@ -1,0 +1,578 @@
+"""Deep-Z training pairs from measured z-stacks.
+
+A pair is ``(input plane crop, DPM, target)``: the network sees one recorded plane
+and a digital propagation matrix (per-pixel refocusing distance, µm) and must
+produce the image at ``z_input + DPM``. Constant DPMs teach refocusing to flat
+planes; tilted and curved DPMs teach refocusing to surfaces (Wu et al. 2019). The
+target at an arbitrary z is interpolated linearly between the two recorded planes
+that bracket it, pixel by pixel (`target_for_dpm`); this is exact at recorded
+planes and a good approximation when the z step is finer than the depth of field.
+
+Validation must never see training pixels, or it measures memory rather than
+refocusing: `PairSampler` splits either whole stacks (``split_by="stack"``) or a
+band of every field of view (``split_by="region"``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from numpy.typing import ArrayLike
+
+    from inference._normalize import Normalization
+    from inference._stacks import ZStack
+
+__all__ = [
+    "PairConfig",
+    "PairSampler",
+    "SplitRegion",
+    "ValidationPair",
+    "target_for_dpm",
+]
+
+# Positions within this many µm outside the stack count as inside: they come from
+# float rounding of z_input + dz, not from a DPM that really leaves the stack.
+_Z_TOLERANCE_UM = 1e-6
+
+# Pixel sizes of stacks used to train one model may differ by this much (relative).
+_PIXEL_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    """How training pairs are drawn.
+
+    Parameters
+    ----------
+    dz_range_um : float
+        Largest refocusing distance: every DPM value lies in ``[-range, +range]``.
+        The DPM is fed to the network divided by this, so it is part of a model.
+    crop : int
+        Side of the square crops, in pixels.
+    surface_fraction : float
+        Share of samples with a non-uniform (tilted or curved) DPM.
+    max_tilt_um : float
+        Largest change of a tilted-plane DPM across the crop (peak to peak).
+    max_curvature_um : float
+        Largest sag of a paraboloid DPM over the crop (peak to peak).
+    flips : bool
+        Augment with mirror images.
+    rotations : bool
+        Augment with 90° rotations.
+
+    Raises
+    ------
+    ValueError
+        Non-positive range or crop, a fraction outside [0, 1], negative maxima.
+    """
+
+    dz_range_um: float = 10.0
+    crop: int = 128
+    surface_fraction: float = 0.3
+    max_tilt_um: float = 4.0
+    max_curvature_um: float = 3.0
+    flips: bool = True
+    rotations: bool = True
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.dz_range_um) and self.dz_range_um > 0):
+            raise ValueError(f"dz_range_um must be positive, got {self.dz_range_um}")
+        if int(self.crop) != self.crop or self.crop < 1:
+            raise ValueError(f"crop must be a positive integer, got {self.crop}")
+        if not 0 <= self.surface_fraction <= 1:
+            raise ValueError(
+                f"surface_fraction must be in [0, 1], got {self.surface_fraction}"
+            )
+        for name in ("max_tilt_um", "max_curvature_um"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        object.__setattr__(self, "crop", int(self.crop))
+
+
+class SplitRegion(NamedTuple):
+    """The part of one stack's field a sampler draws crops from (half-open)."""
+
+    stack_index: int
+    y_start: int
+    y_stop: int
+    x_start: int
+    x_stop: int
+
+
+@dataclass(frozen=True, eq=False)
+class ValidationPair:
+    """One deterministic evaluation pair with a constant DPM, and where it came from.
+
+    Attributes
+    ----------
+    input, dpm_um, target : numpy.ndarray
+        ``(crop, crop)`` float32; input and target normalized with the input's scale.
+    dz_um : float
+        The constant refocusing distance.
+    source : str
+        `ZStack.source` of the stack.
+    plane_index : int
+        Index of the input plane in that stack.
+    y0, x0 : int
+        Top-left corner of the crop in the stack's field.
+    """
+
+    input: np.ndarray
+    dpm_um: np.ndarray
+    target: np.ndarray
+    dz_um: float
+    source: str
+    plane_index: int
+    y0: int
+    x0: int
+
+
+def target_for_dpm(
+    stack: ZStack, plane_index: int, dpm_um: ArrayLike, y0: int, x0: int
+) -> np.ndarray:
+    """The image at ``z_um[plane_index] + dpm`` over a crop, interpolated in z.
+
+    Each pixel is interpolated linearly between the two recorded planes that
+    bracket its own z, at that pixel.
+
+    Parameters
+    ----------
+    stack : ZStack
+        Source stack.
+    plane_index : int
+        Input plane; the DPM is relative to its z.
+    dpm_um : array_like
+        ``(h, w)`` refocusing distance per pixel, µm.
+    y0, x0 : int
+        Top-left corner of the crop in the stack's field.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(h, w)`` float32 target in the stack's intensity units.
+
+    Raises
+    ------
+    ValueError
+        The crop leaves the field, the plane index is out of range, or some
+        ``z_um[plane_index] + dpm`` lies outside the stack's z range.
+    """
+    dpm = np.asarray(dpm_um, dtype=np.float64)
+    if dpm.ndim != 2:
+        raise ValueError(f"dpm_um must be 2-D (h, w), got shape {dpm.shape}")
+    n_z, height, width = stack.shape
+    h, w = dpm.shape
+    if not 0 <= plane_index < n_z:
+        raise ValueError(f"plane_index {plane_index} outside 0..{n_z - 1}")
+    if y0 < 0 or x0 < 0 or y0 + h > height or x0 + w > width:
+        raise ValueError(
+            f"crop {h}×{w} at (y0={y0}, x0={x0}) leaves the {height}×{width} field "
+            f"of {stack.source}"
+        )
+    z_planes = stack.z_um
+    z = z_planes[plane_index] + dpm
+    low, high = z_planes[0], z_planes[-1]
+    if not np.all(np.isfinite(z)) or (
+        z.min() < low - _Z_TOLERANCE_UM or z.max() > high + _Z_TOLERANCE_UM
+    ):
+        raise ValueError(
+            f"the DPM reaches z = {np.nanmin(z):.4g}..{np.nanmax(z):.4g} µm, outside "
+            f"the {low:.4g}..{high:.4g} µm recorded in {stack.source}"
+        )
+    z = np.clip(z, low, high)
+    below = np.clip(np.searchsorted(z_planes, z, side="right") - 1, 0, n_z - 2)
+    weight = (z - z_planes[below]) / (z_planes[below + 1] - z_planes[below])
+    rows = np.arange(y0, y0 + h)[:, np.newaxis]
+    cols = np.arange(x0, x0 + w)[np.newaxis, :]
+    lower = stack.data[below, rows, cols]
+    upper = stack.data[below + 1, rows, cols]
+    return ((1.0 - weight) * lower + weight * upper).astype(np.float32)
+
+
+class PairSampler:
+    """Draw Deep-Z training pairs from z-stacks, for one side of a train/val split.
+
+    Parameters
+    ----------
+    stacks : sequence of ZStack
+        Training stacks of one microscope (one pixel size).
+    config : PairConfig
+        Range of DPMs, crop size, surface share, augmentations.
+    normalization : Normalization
+        Applied to input and target with the input crop's scale.
+    split : {"train", "val"}
+        Which side of the split this sampler draws from.
+    val_fraction : float
+        Share held out for validation: of the stacks (``"stack"``) or of each
+        field's width (``"region"``).
+    split_by : {"stack", "region"}
+        ``"stack"`` holds out whole stacks (needs at least 2; which ones depends on
+        ``seed`` only). ``"region"`` holds out the right ``val_fraction`` of every
+        field's x range; training crops never overlap it.
+    seed : int
+        Seed of the stack split and of `validation_pairs`.
+
+    Raises
+    ------
+    ValueError
+        No stacks, stacks of different pixel sizes, a bad split setting, a crop
+        larger than a stack's region, or too few stacks for a stack split.
+    """
+
+    def __init__(
+        self,
+        stacks: Sequence[ZStack],
+        config: PairConfig,
+        normalization: Normalization,
+        *,
+        split: Literal["train", "val"] = "train",
+        val_fraction: float = 0.25,
+        split_by: Literal["stack", "region"] = "stack",
+        seed: int = 0,
+    ) -> None:
+        self._stacks = list(stacks)
+        self.config = config
+        self.normalization = normalization
+        self.split = split
+        self.split_by = split_by
+        self.seed = seed
+        if not self._stacks:
+            raise ValueError("PairSampler needs at least one stack")
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        if split_by not in ("stack", "region"):
+            raise ValueError(f"split_by must be 'stack' or 'region', got {split_by!r}")
+        if not 0 < val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        self.val_fraction = float(val_fraction)
+        _check_same_pixel_size(self._stacks)
+        self._regions = self._split_regions(split)
+        crop = config.crop
+        for region in self._regions:
+            h = region.y_stop - region.y_start
+            w = region.x_stop - region.x_start
+            if crop > h or crop > w:
+                source = self._stacks[region.stack_index].source
+                raise ValueError(
+                    f"crop {crop} is larger than the {split} region ({h}×{w} pixels) "
+                    f"of {source}; use a smaller crop"
+                    + (" or val_fraction" if split_by == "region" else "")
+                )
+        # Crops are drawn in proportion to how many distinct (plane, position)
+        # choices each region offers, so large stacks are not under-sampled.
+        counts = np.array(
+            [
+                self._stacks[r.stack_index].shape[0]
+                * (r.y_stop - r.y_start - crop + 1)
+                * (r.x_stop - r.x_start - crop + 1)
+                for r in self._regions
+            ],
+            dtype=np.float64,
+        )
+        self._weights = counts / counts.sum()
+
+    # --- splits ---------------------------------------------------------------
+
+    def _split_regions(self, split: str) -> list[SplitRegion]:
+        """The regions of one side of the split (the same for every sampler)."""
+        if self.split_by == "stack":
+            n = len(self._stacks)
+            if n < 2:
+                raise ValueError(
+                    "split_by='stack' holds out whole stacks and needs at least 2; "
+                    "with a single stack use split_by='region'"
+                )
+            order = np.random.default_rng(self.seed).permutation(n)
+            n_val = min(max(1, round(self.val_fraction * n)), n - 1)
+            held_out = set(order[:n_val].tolist())
+            return [
+                SplitRegion(i, 0, s.shape[1], 0, s.shape[2])
+                for i, s in enumerate(self._stacks)
+                if (i in held_out) == (split == "val")
+            ]
+        regions = []
+        for i, stack in enumerate(self._stacks):
+            _, height, width = stack.shape
+            n_val = min(max(1, round(self.val_fraction * width)), width - 1)
+            boundary = width - n_val  # validation: the right n_val columns
+            if split == "train":
+                regions.append(SplitRegion(i, 0, height, 0, boundary))
+            else:
+                regions.append(SplitRegion(i, 0, height, boundary, width))
+        return regions
+
+    def held_out_stacks(self) -> list[ZStack]:
+        """The validation side of the split, as stacks cropped to it.
+
+        Whole held-out stacks for ``split_by="stack"``; for ``"region"`` each
+        stack cut to its held-out band (``source`` gets an ``[x=a:b]`` suffix).
+        The same for the train and the val sampler of one split, so evaluation
+        code can score a model on pixels training never saw.
+        """
+        out = []
+        for region in self._split_regions("val"):
+            stack = self._stacks[region.stack_index]
+            if region.x_start == 0 and region.x_stop == stack.shape[2]:
+                out.append(stack)
+                continue
+            out.append(
+                replace(
+                    stack,
+                    data=stack.data[:, :, region.x_start : region.x_stop],
+                    source=f"{stack.source}[x={region.x_start}:{region.x_stop}]",
+                )
+            )
+        return out
+
+    @property
+    def stacks(self) -> list[ZStack]:
+        """All stacks given to the sampler (both sides of the split)."""
+        return list(self._stacks)
+
+    @property
+    def regions(self) -> tuple[SplitRegion, ...]:
+        """The parts of the stacks this sampler draws crops from."""
+        return tuple(self._regions)
+
+    @property
+    def stack_indices(self) -> tuple[int, ...]:
+        """Indices (into `stacks`) of the stacks this sampler draws from."""
+        return tuple(r.stack_index for r in self._regions)
+
+    # --- sampling -------------------------------------------------------------
+
+    def sample(
+        self, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Draw one augmented training pair.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            Source of randomness (the caller owns reproducibility).
+
+        Returns
+        -------
+        input, dpm_um, target : numpy.ndarray
+            ``(crop, crop)`` float32 each. Input and target are normalized with
+            the input crop's scale; the DPM is in µm.
+        """
+        crop = self.config.crop
+        region = self._regions[rng.choice(len(self._regions), p=self._weights)]
+        stack = self._stacks[region.stack_index]
+        y0 = int(rng.integers(region.y_start, region.y_stop - crop + 1))
+        x0 = int(rng.integers(region.x_start, region.x_stop - crop + 1))
+        if rng.random() < self.config.surface_fraction:
+            plane, dpm = self._surface_dpm(stack, rng)
+        else:
+            plane, dpm = self._constant_dpm(stack, rng)
+        pair = self._pair(stack, plane, dpm, y0, x0)
+        return self._augment(pair, rng)
+
+    def batch(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n`` pairs stacked as network input and target.
+
+        Parameters
+        ----------
+        n : int
+            Batch size.
+        rng : numpy.random.Generator
+            Source of randomness.
+
+        Returns
+        -------
+        x : numpy.ndarray
+            ``(n, 2, crop, crop)`` float32: channel 0 the normalized input, channel
+            1 the DPM divided by ``config.dz_range_um`` (so it lies in [-1, 1]).
+        y : numpy.ndarray
+            ``(n, 1, crop, crop)`` float32 normalized targets.
+        """
+        crop = self.config.crop
+        x = np.empty((n, 2, crop, crop), dtype=np.float32)
+        y = np.empty((n, 1, crop, crop), dtype=np.float32)
+        for k in range(n):
+            image, dpm, target = self.sample(rng)
+            x[k, 0] = image
+            x[k, 1] = dpm / self.config.dz_range_um
+            y[k, 0] = target
+        return x, y
+
+    def validation_pairs(
+        self, n_inputs: int = 8, dz_values: ArrayLike | None = None
+    ) -> list[ValidationPair]:
+        """A fixed set of constant-DPM pairs for evaluation during training.
+
+        The same sampler settings always give the same pairs. For each of
+        ``n_inputs`` crop positions (cycling over this split's regions) and each
+        dz, the input plane is one of the planes from which ``z + dz`` stays in
+        the stack, so every dz is evaluated on every position where the stack is
+        deep enough. No augmentation.
+
+        Parameters
+        ----------
+        n_inputs : int
+            Number of crop positions.
+        dz_values : array_like, optional
+            Refocusing distances in µm; default 9 values evenly over
+            ``[-dz_range_um, +dz_range_um]``.
+
+        Returns
+        -------
+        list of ValidationPair
+            Ordered by position, then dz. A (position, dz) the stack is too shallow
+            for is left out.
+        """
+        crop = self.config.crop
+        if dz_values is None:
+            dz_values = np.linspace(
+                -self.config.dz_range_um, self.config.dz_range_um, 9
+            )
+        dzs = [float(v) for v in np.asarray(dz_values, dtype=np.float64).reshape(-1)]
+        # its own stream: evaluation pairs must not depend on training draws
+        rng = np.random.default_rng([self.seed, 0x5EED])
+        pairs = []
+        for k in range(n_inputs):
+            region = self._regions[k % len(self._regions)]
+            stack = self._stacks[region.stack_index]
+            y0 = int(rng.integers(region.y_start, region.y_stop - crop + 1))
+            x0 = int(rng.integers(region.x_start, region.x_stop - crop + 1))
+            z = stack.z_um
+            for dz in dzs:
+                fits = np.flatnonzero(
+                    (z + dz >= z[0] - _Z_TOLERANCE_UM)
+                    & (z + dz <= z[-1] + _Z_TOLERANCE_UM)
+                )
+                if fits.size == 0:
+                    continue
+                plane = int(fits[rng.integers(fits.size)])
+                dpm = np.full((crop, crop), dz, dtype=np.float32)
+                image, dpm, target = self._pair(stack, plane, dpm, y0, x0)
+                pairs.append(
+                    ValidationPair(
+                        input=image,
+                        dpm_um=dpm,
+                        target=target,
+                        dz_um=dz,
+                        source=stack.source,
+                        plane_index=plane,
+                        y0=y0,
+                        x0=x0,
+                    )
+                )
+        return pairs
+
+    # --- internals ------------------------------------------------------------
+
+    def _dz_bounds(self, stack: ZStack, plane: int) -> tuple[float, float]:
+        """Range of DPM values allowed for an input plane: within ±range and stack."""
+        z = stack.z_um
+        limit = self.config.dz_range_um
+        return max(-limit, z[0] - z[plane]), min(limit, z[-1] - z[plane])
+
+    def _constant_dpm(
+        self, stack: ZStack, rng: np.random.Generator
+    ) -> tuple[int, np.ndarray]:
+        plane = int(rng.integers(stack.shape[0]))
+        low, high = self._dz_bounds(stack, plane)
+        dz = rng.uniform(low, high)
+        crop = self.config.crop
+        return plane, np.full((crop, crop), dz, dtype=np.float64)
+
+    def _surface_dpm(
+        self, stack: ZStack, rng: np.random.Generator
+    ) -> tuple[int, np.ndarray]:
+        """A tilted plane or a paraboloid, offset so that every value fits."""
+        crop = self.config.crop
+        # crop coordinates spanning [-0.5, 0.5] in both directions
+        axis = np.linspace(-0.5, 0.5, crop) if crop > 1 else np.zeros(1)
+        v, u = np.meshgrid(axis, axis, indexing="ij")
+        if rng.random() < 0.5:
+            angle = rng.uniform(0.0, 2.0 * np.pi)
+            direction = np.cos(angle) * u + np.sin(angle) * v
+            amount = rng.uniform(0.0, self.config.max_tilt_um)
+            # peak to peak of `direction` is |cos| + |sin|: scale it to `amount`
+            norm = abs(np.cos(angle)) + abs(np.sin(angle))
+            shape = amount * direction / norm
+        else:
+            cu, cv = rng.uniform(-0.25, 0.25, size=2)
+            r2 = (u - cu) ** 2 + (v - cv) ** 2
+            sag = rng.uniform(
+                -self.config.max_curvature_um, self.config.max_curvature_um
+            )
+            shape = sag * r2 / max(float(r2.max()), 1e-12)
+        z = stack.z_um
+        room = min(2.0 * self.config.dz_range_um, z[-1] - z[0])
+        span = float(np.ptp(shape))
+        if span > room:
+            shape *= room / span
+        limit = self.config.dz_range_um
+        plane_low = np.maximum(-limit, z[0] - z)  # allowed DPM values, per plane
+        plane_high = np.minimum(limit, z[-1] - z)
+        while True:
+            lows = plane_low - shape.min()
+            highs = plane_high - shape.max()
+            fits = np.flatnonzero(highs >= lows)
+            if fits.size:
+                break
+            # The surface fits the range and the stack, but not from any recorded
+            # plane (coarse z steps): flatten it until it does; flat always fits.
+            shape *= 0.5
+        plane = int(fits[rng.integers(fits.size)])
+        base = rng.uniform(lows[plane], highs[plane])
+        # rounding of base + shape must not step over the bounds
+        return plane, np.clip(base + shape, plane_low[plane], plane_high[plane])
+
+    def _pair(
+        self, stack: ZStack, plane: int, dpm: np.ndarray, y0: int, x0: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        crop = self.config.crop
+        raw_input = stack.data[plane, y0 : y0 + crop, x0 : x0 + crop]
+        raw_target = target_for_dpm(stack, plane, dpm, y0, x0)
+        scale = self.normalization.scale_of(raw_input)
+        return (
+            self.normalization.apply(raw_input, scale),
+            np.asarray(dpm, dtype=np.float32),
+            self.normalization.apply(raw_target, scale),
+        )
+
+    def _augment(
+        self,
+        pair: tuple[np.ndarray, np.ndarray, np.ndarray],
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The same flip and rotation for input, DPM and target."""
+        turns = int(rng.integers(4)) if self.config.rotations else 0
+        flip = bool(self.config.flips and rng.random() < 0.5)
+        out = []
+        for array in pair:
+            a = np.rot90(array, turns)
+            if flip:
+                a = a[:, ::-1]
+            out.append(np.ascontiguousarray(a, dtype=np.float32))
+        return out[0], out[1], out[2]
+
+    def __repr__(self) -> str:
+        return (
+            f"PairSampler({self.split!r}, split_by={self.split_by!r}, "
+            f"stacks={list(self.stack_indices)}, crop={self.config.crop}, "
+            f"dz_range_um={self.config.dz_range_um})"
+        )
+
+
+def _check_same_pixel_size(stacks: Sequence[ZStack]) -> None:
+    reference = np.asarray(stacks[0].pixel_um)
+    for stack in stacks[1:]:
+        if not np.allclose(stack.pixel_um, reference, rtol=_PIXEL_TOLERANCE):
+            raise ValueError(
+                f"{stack.source} has {stack.pixel_um} µm pixels but "
+                f"{stacks[0].source} has {tuple(reference.tolist())}: a Deep-Z model "
+                "serves one pixel size; resample the stacks or train separate models"
+            )
