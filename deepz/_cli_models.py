@@ -50,6 +50,16 @@ def _voxel(text: str | None) -> tuple[float, float, float] | None:
     return z, y, x
 
 
+def _columns(text: str) -> tuple[int, int]:
+    try:
+        start, stop = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"--x-range {text!r}: expected START:STOP in pixels, e.g. 66:133"
+        ) from None
+    return start, stop
+
+
 def _read_all(
     paths: list[Path], channel: int | None, voxel: tuple[float, float, float] | None
 ) -> list[ZStack]:
@@ -99,6 +109,13 @@ def register(app: typer.Typer) -> None:
                 "('region') for validation.",
             ),
         ] = "stack",
+        val_fraction: Annotated[
+            float,
+            typer.Option(
+                "--val-fraction",
+                help="Share of stacks (or of each field's width) for validation.",
+            ),
+        ] = 0.25,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         resume: Annotated[
             bool, typer.Option("--resume", help="Continue from OUT.ckpt.")
@@ -135,6 +152,7 @@ def register(app: typer.Typer) -> None:
             base_width=base_width,
             discriminator=DiscriminatorConfig() if gan else None,
             split_by=split_by,
+            val_fraction=val_fraction,
             seed=seed,
             device=device,
         )
@@ -204,6 +222,15 @@ def register(app: typer.Typer) -> None:
         crop: Annotated[
             int, typer.Option("--crop", help="Evaluate a CROP² window (0: full frame).")
         ] = 256,
+        x_range: Annotated[
+            str | None,
+            typer.Option(
+                "--x-range",
+                metavar="START:STOP",
+                help="Only these columns (px) of each stack, e.g. the half of the "
+                "field a model was not trained on.",
+            ),
+        ] = None,
         channel: ChannelOption = None,
         voxel_um: VoxelOption = None,
         device: DeviceOption = "auto",
@@ -222,6 +249,12 @@ def register(app: typer.Typer) -> None:
         path = resolve_model_path(model)
         generator, info = load_model(path, device=str(torch_device))
         data = _read_all(stacks, channel, _voxel(voxel_um))
+        if x_range is not None:
+            start, stop = _columns(x_range)
+            try:
+                data = [s.crop_columns(start, stop) for s in data]
+            except ValueError as exc:
+                raise typer.BadParameter(f"--x-range: {exc}") from None
         notes: list[str] = []
         for stack in data:
             with warnings.catch_warnings(record=True) as caught:

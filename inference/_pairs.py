@@ -16,7 +16,7 @@ band of every field of view (``split_by="region"``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
@@ -317,20 +317,10 @@ class PairSampler:
         The same for the train and the val sampler of one split, so evaluation
         code can score a model on pixels training never saw.
         """
-        out = []
-        for region in self._split_regions("val"):
-            stack = self._stacks[region.stack_index]
-            if region.x_start == 0 and region.x_stop == stack.shape[2]:
-                out.append(stack)
-                continue
-            out.append(
-                replace(
-                    stack,
-                    data=stack.data[:, :, region.x_start : region.x_stop],
-                    source=f"{stack.source}[x={region.x_start}:{region.x_stop}]",
-                )
-            )
-        return out
+        return [
+            self._stacks[r.stack_index].crop_columns(r.x_start, r.x_stop)
+            for r in self._split_regions("val")
+        ]
 
     @property
     def stacks(self) -> list[ZStack]:

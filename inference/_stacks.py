@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,6 +132,28 @@ class ZStack:
             float(np.median(np.diff(self.z_um))),
             self.pixel_um[0],
             self.pixel_um[1],
+        )
+
+    def crop_columns(self, x_start: int, x_stop: int) -> ZStack:
+        """The stack restricted to columns ``x_start:x_stop`` (source gets ``[x=a:b]``).
+
+        Raises
+        ------
+        ValueError
+            An empty or out-of-range band.
+        """
+        width = self.data.shape[2]
+        if not 0 <= x_start < x_stop <= width:
+            raise ValueError(
+                f"Column range {x_start}:{x_stop} is outside {self.source} "
+                f"(width {width} px); choose 0 ≤ start < stop ≤ {width}."
+            )
+        if x_start == 0 and x_stop == width:
+            return self
+        return replace(
+            self,
+            data=self.data[:, :, x_start:x_stop],
+            source=f"{self.source}[x={x_start}:{x_stop}]",
         )
 
     def fingerprint(self) -> str:

@@ -243,7 +243,7 @@ class Trainer:
 
         self.generator.eval()
         multiple = required_multiple(self.config.generator)
-        crop = self.config.pairs.crop * 2
+        crop = self.config.pairs.crop  # held-out windows the size of training crops
 
         def predict(normalized: np.ndarray, dz: np.ndarray) -> np.ndarray:
             return predict_normalized(

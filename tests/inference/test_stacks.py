@@ -369,3 +369,15 @@ def test_real_confocal_beads_imagej_calibration() -> None:
     (beads,) = read_stacks(REAL / "beads_confocal_z125nm_xy22.5nm.tif")
     assert beads.shape == (41, 150, 150)
     assert beads.voxel_um == pytest.approx((0.125, 0.0225, 0.0225), rel=1e-3)
+
+
+def test_crop_columns_keeps_z_and_names_the_band() -> None:
+    data = np.arange(3 * 4 * 10, dtype=np.float32).reshape(3, 4, 10)
+    stack = ZStack(data=data, z_um=np.arange(3.0), pixel_um=(0.5, 0.5), source="f.tif")
+    band = stack.crop_columns(6, 10)
+    np.testing.assert_array_equal(band.data, data[:, :, 6:10])
+    np.testing.assert_array_equal(band.z_um, stack.z_um)
+    assert band.source == "f.tif[x=6:10]"
+    assert stack.crop_columns(0, 10) is stack
+    with pytest.raises(ValueError, match="outside"):
+        stack.crop_columns(8, 12)

@@ -171,3 +171,10 @@ def test_cli_train_then_evaluate(stacks, tmp_path: Path, capsys) -> None:
     result = json.loads(capsys.readouterr().out)
     assert [b["dz_um"] for b in result["bins"]] == [1, 2, 3]
     assert plot.exists()
+    # only the right half of the field
+    args = ["evaluate", str(model), paths[0], "--json", "--crop", "0"]
+    try:
+        main([*args, "--x-range", "24:48", "--device", "cpu"])
+    except SystemExit as exc:
+        assert not exc.code, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["stacks"][0].endswith("[x=24:48]")
