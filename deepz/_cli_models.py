@@ -109,6 +109,14 @@ def register(app: typer.Typer) -> None:
                 "('region') for validation.",
             ),
         ] = "stack",
+        camera_offset: Annotated[
+            float | None,
+            typer.Option(
+                "--camera-offset",
+                help="Camera dark level in counts. Default: from the files, else "
+                "a low percentile of the data.",
+            ),
+        ] = None,
         val_fraction: Annotated[
             float,
             typer.Option(
@@ -124,6 +132,13 @@ def register(app: typer.Typer) -> None:
         voxel_um: VoxelOption = None,
         device: DeviceOption = "auto",
         name: Annotated[str | None, typer.Option("--name", help="Model name.")] = None,
+        weights: Annotated[
+            str,
+            typer.Option(
+                "--weights",
+                help="Store weights as float32 or float16 (half the file size).",
+            ),
+        ] = "float32",
     ) -> None:
         """Train a Deep-Z model from z-stacks of one microscope."""
         from rich.console import Console
@@ -156,7 +171,12 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             device=device,
         )
-        trainer = Trainer(data, config)
+        from inference import Normalization
+
+        normalization = (
+            None if camera_offset is None else Normalization(offset=camera_offset)
+        )
+        trainer = Trainer(data, config, normalization=normalization)
         checkpoint = Path(str(out) + ".ckpt")
         if resume:
             if not checkpoint.exists():
@@ -198,7 +218,9 @@ def register(app: typer.Typer) -> None:
             name or out.stem.split(".")[0],
             {"command": " ".join(["deepz", *sys.argv[1:]])},
         )
-        save_model(out, trainer.generator, info)
+        if weights not in ("float32", "float16"):
+            raise typer.BadParameter("--weights must be float32 or float16.")
+        save_model(out, trainer.generator, info, weights_dtype=weights)
         _say(f"Saved model to {out}")
 
     @app.command()

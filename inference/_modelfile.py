@@ -358,6 +358,8 @@ def save_model(
     path: str | os.PathLike[str],
     generator: nn.Module | Mapping[str, torch.Tensor],
     info: ModelInfo,
+    *,
+    weights_dtype: str = "float32",
 ) -> ModelInfo:
     """Write a generator and its :class:`ModelInfo` to one safetensors file.
 
@@ -372,6 +374,10 @@ def save_model(
         The generator module or its ``state_dict``.
     info : ModelInfo
         Model description; ``info.generator`` must describe ``generator``.
+    weights_dtype : {"float32", "float16"}
+        How floating-point weights are stored. ``float16`` halves the file (weights
+        keep ~3 significant digits); they are loaded back into float32 networks.
+        Recorded as ``info.training["stored_weights_dtype"]``.
 
     Returns
     -------
@@ -408,10 +414,22 @@ def save_model(
         "safetensors": safetensors.__version__,
     }
     software.update(info.software)
-    written = dataclasses.replace(info, software=software)
+    if weights_dtype not in ("float32", "float16"):
+        raise ValueError(
+            f"weights_dtype must be 'float32' or 'float16', got {weights_dtype!r}"
+        )
+    store = getattr(torch, weights_dtype)
+    written = dataclasses.replace(
+        info,
+        software=software,
+        training={**info.training, "stored_weights_dtype": weights_dtype},
+    )
     # safetensors refuses views and shared storage: give it plain CPU copies.
     tensors = {
-        key: value.detach().to("cpu").contiguous() for key, value in state.items()
+        key: (
+            value.detach().to("cpu", store if value.is_floating_point() else None)
+        ).contiguous()
+        for key, value in state.items()
     }
     destination = Path(path)
     handle, temporary = tempfile.mkstemp(

@@ -275,3 +275,21 @@ def test_strict_mismatch_raises():
         check_compatibility(make_info(), na=0.45, strict=True)
     # A looser tolerance accepts the same data.
     assert check_compatibility(make_info(), wavelength_um=0.67, rel_tol=0.3) == []
+
+
+def test_float16_weights_halve_the_file_and_load_as_float32(tmp_path) -> None:
+    generator = trained_like()
+    info = make_info()
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    save_model(full, generator, info)
+    written = save_model(half, generator, info, weights_dtype="float16")
+    assert written.training["stored_weights_dtype"] == "float16"
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded, _ = load_model(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.randn(1, 2, 32, 32)
+    generator.eval()
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x), generator(x), rtol=2e-2, atol=2e-3)
+    with pytest.raises(ValueError, match="weights_dtype"):
+        save_model(tmp_path / "x.safetensors", generator, info, weights_dtype="int8")
