@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -32,6 +33,22 @@ VoxelOption = Annotated[
 ]
 DeviceOption = Annotated[
     str, typer.Option("--device", help="auto (CUDA if available), cpu, cuda, cuda:1...")
+]
+TargetChannelOption = Annotated[
+    int | None,
+    typer.Option(
+        "--target-channel",
+        help="Cross-modality: take the target from this channel of the same files "
+        "(e.g. confocal), the input from --channel (e.g. widefield).",
+    ),
+]
+RegisterOption = Annotated[
+    bool,
+    typer.Option(
+        "--register/--no-register",
+        help="With --target-channel: register the target channel onto the input "
+        "channel (3-D sub-pixel shift) and crop both to their overlap.",
+    ),
 ]
 
 
@@ -74,6 +91,62 @@ def _read_all(
 def _say(text: str) -> None:
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
+
+
+def _read_targets(
+    paths: list[Path],
+    inputs: list[ZStack],
+    channel: int | None,
+    target_channel: int,
+    voxel: tuple[float, float, float] | None,
+    register: bool,
+) -> tuple[list[ZStack], list[ZStack], list[int], list[dict]]:
+    """Target stacks paired with ``inputs``, registered onto them if asked.
+
+    Returns the inputs and targets (cropped to their overlap when registered), per
+    pair the file column that became column 0 (to map column ranges), and per pair
+    the shift found, for the model's provenance.
+    """
+    from inference._register import register_pair, valid_slices
+
+    if channel is None:
+        raise typer.BadParameter(
+            "--target-channel needs --channel: the input channel (e.g. widefield) "
+            "of the same files."
+        )
+    if channel == target_channel:
+        raise typer.BadParameter(
+            f"--channel and --target-channel are both {channel}; the target must be "
+            "another channel (e.g. --channel 1 --target-channel 0)."
+        )
+    targets = _read_all(paths, target_channel, voxel)
+    if len(targets) != len(inputs):
+        raise typer.BadParameter(
+            f"{len(inputs)} input stacks but {len(targets)} target stacks."
+        )
+    out_inputs, out_targets, x_origins, shifts = [], [], [], []
+    for stack, target in zip(inputs, targets, strict=True):
+        origin = 0
+        shift = (0.0, 0.0, 0.0)
+        source = target.source
+        if register:
+            shape = stack.shape
+            try:
+                stack, target, shift = register_pair(stack, target)
+            except ValueError as exc:
+                raise typer.BadParameter(f"--register: {exc}") from None
+            origin = valid_slices(shape, shift)[2].start
+            _say(
+                f"registered {target.source} onto {stack.source}: shift "
+                f"dz {shift[0]:+.2f} planes, dy {shift[1]:+.2f} px, dx "
+                f"{shift[2]:+.2f} px (overlap {stack.shape[0]} planes × "
+                f"{stack.shape[1]}×{stack.shape[2]} px)"
+            )
+        out_inputs.append(stack)
+        out_targets.append(target)
+        x_origins.append(origin)
+        shifts.append({"source": source, "shift_zyx": list(shift)})
+    return out_inputs, out_targets, x_origins, shifts
 
 
 def register(app: typer.Typer) -> None:
@@ -129,6 +202,8 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--resume", help="Continue from OUT.ckpt.")
         ] = False,
         channel: ChannelOption = None,
+        target_channel: TargetChannelOption = None,
+        register: RegisterOption = True,
         voxel_um: VoxelOption = None,
         device: DeviceOption = "auto",
         name: Annotated[str | None, typer.Option("--name", help="Model name.")] = None,
@@ -140,7 +215,12 @@ def register(app: typer.Typer) -> None:
             ),
         ] = "float32",
     ) -> None:
-        """Train a Deep-Z model from z-stacks of one microscope."""
+        """Train a Deep-Z model from z-stacks of one microscope.
+
+        With --target-channel, train the cross-modality variant: input planes from
+        --channel (e.g. widefield), targets from the registered target channel
+        (e.g. confocal) of the same files.
+        """
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -152,6 +232,19 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("--split-by must be 'stack' or 'region'.")
         voxel = _voxel(voxel_um)
         data = _read_all(stacks, channel, voxel)
+        targets = None
+        origins = [0] * len(data)
+        extra: dict = {"command": " ".join(["deepz", *sys.argv[1:]])}
+        if target_channel is not None:
+            data, targets, origins, shifts = _read_targets(
+                stacks, data, channel, target_channel, voxel, register
+            )
+            extra["cross_modality"] = {
+                "input_channel": channel,
+                "target_channel": target_channel,
+                "registered": register,
+                "shifts": shifts,
+            }
         if split_by == "stack" and len(data) < 2:
             raise typer.BadParameter(
                 "--split-by stack needs at least two stacks; give more stacks or use "
@@ -176,7 +269,20 @@ def register(app: typer.Typer) -> None:
         normalization = (
             None if camera_offset is None else Normalization(offset=camera_offset)
         )
-        trainer = Trainer(data, config, normalization=normalization)
+        trainer = Trainer(
+            data, config, normalization=normalization, target_stacks=targets
+        )
+        if targets is not None and split_by == "region":
+            # registration crops columns: name the file's held-out columns, so
+            # that evaluation can score exactly those
+            for region in trainer.val_pairs.regions:
+                origin = origins[region.stack_index]
+                columns = f"{region.x_start + origin}:{region.x_stop + origin}"
+                _say(
+                    f"held out for validation: columns {columns} of "
+                    f"{data[region.stack_index].source} (deepz evaluate --x-range "
+                    f"{columns})"
+                )
         checkpoint = Path(str(out) + ".ckpt")
         if resume:
             if not checkpoint.exists():
@@ -214,10 +320,7 @@ def register(app: typer.Typer) -> None:
                 bar.reset(task)
 
             trainer.run(checkpoint=checkpoint, on_step=on_step, on_epoch=on_epoch)
-        info = trainer.model_info(
-            name or out.stem.split(".")[0],
-            {"command": " ".join(["deepz", *sys.argv[1:]])},
-        )
+        info = trainer.model_info(name or out.stem.split(".")[0], extra)
         if weights not in ("float32", "float16"):
             raise typer.BadParameter("--weights must be float32 or float16.")
         save_model(out, trainer.generator, info, weights_dtype=weights)
@@ -254,10 +357,16 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         channel: ChannelOption = None,
+        target_channel: TargetChannelOption = None,
+        register: RegisterOption = True,
         voxel_um: VoxelOption = None,
         device: DeviceOption = "auto",
     ) -> None:
-        """Refocus real planes of z-stacks and score the model against them."""
+        """Refocus real planes of z-stacks and score the model against them.
+
+        A cross-modality model is scored against the target channel
+        (--target-channel), registered onto the input channel as in training.
+        """
         import warnings
 
         from inference import check_compatibility, load_model, resolve_model_path
@@ -265,18 +374,59 @@ def register(app: typer.Typer) -> None:
         from inference._evaluate import evaluate_stacks, plot_evaluation
         from inference._networks import GeneratorConfig, required_multiple
         from inference._normalize import Normalization
+        from inference._pairs import TargetNormalization
         from inference._train import pick_device
 
         torch_device = pick_device(device)
         path = resolve_model_path(model)
         generator, info = load_model(path, device=str(torch_device))
-        data = _read_all(stacks, channel, _voxel(voxel_um))
+        cross = info.training.get("cross_modality")
+        saved_target = info.training.get("target_normalization")
+        if saved_target is not None and target_channel is None:
+            channels = (
+                f" (input channel {cross.get('input_channel')}, target channel "
+                f"{cross.get('target_channel')})"
+                if isinstance(cross, dict)
+                else ""
+            )
+            raise typer.BadParameter(
+                f"{path.name} is a cross-modality model{channels}: it predicts "
+                "another modality, so scoring it against the input's own planes "
+                "means nothing. Pass --channel and --target-channel."
+            )
+        if saved_target is None and target_channel is not None:
+            raise typer.BadParameter(
+                f"{path.name} was trained to refocus within one modality; "
+                "--target-channel is for cross-modality models."
+            )
+        voxel = _voxel(voxel_um)
+        data = _read_all(stacks, channel, voxel)
+        targets = None
+        origins = [0] * len(data)
+        if target_channel is not None:
+            data, targets, origins, _ = _read_targets(
+                stacks, data, channel, target_channel, voxel, register
+            )
         if x_range is not None:
             start, stop = _columns(x_range)
-            try:
-                data = [s.crop_columns(start, stop) for s in data]
-            except ValueError as exc:
-                raise typer.BadParameter(f"--x-range: {exc}") from None
+            # --x-range counts the file's columns; registration may have cut some,
+            # so map them into the overlap and label the result in file columns
+            cropped, cropped_targets = [], []
+            for k, stack in enumerate(data):
+                a = max(start - origins[k], 0)
+                b = min(stop - origins[k], stack.shape[2])
+                pairs = [(stack, cropped)]
+                if targets is not None:
+                    pairs.append((targets[k], cropped_targets))
+                for whole, into in pairs:
+                    try:
+                        part = whole.crop_columns(a, b)
+                    except ValueError as exc:
+                        raise typer.BadParameter(f"--x-range: {exc}") from None
+                    label = f"{whole.source}[x={a + origins[k]}:{b + origins[k]}]"
+                    into.append(replace(part, source=label))
+            data = cropped
+            targets = cropped_targets if targets is not None else None
         notes: list[str] = []
         for stack in data:
             with warnings.catch_warnings(record=True) as caught:
@@ -313,6 +463,12 @@ def register(app: typer.Typer) -> None:
             crop=crop or None,
             model_name=info.name,
             progress=progress,
+            target_stacks=targets,
+            target_normalization=(
+                None
+                if saved_target is None
+                else TargetNormalization.from_dict(saved_target)
+            ),
         )
         result.notes.extend(notes)
         if plot is not None:

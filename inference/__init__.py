@@ -32,6 +32,7 @@ from ._networks import (
 )
 from ._normalize import Normalization
 from ._pairs import PairConfig, PairSampler, target_for_dpm
+from ._register import estimate_shift, register_pair
 from ._stacks import ZStack, read_stacks
 from ._train import TrainConfig, Trainer
 
@@ -57,6 +58,7 @@ __all__ = [
     "bundled_model_names",
     "check_compatibility",
     "estimate_gflops",
+    "estimate_shift",
     "evaluate_stacks",
     "load_model",
     "nrmse",
@@ -64,6 +66,7 @@ __all__ = [
     "psnr",
     "read_model_info",
     "read_stacks",
+    "register_pair",
     "required_multiple",
     "resolve_model_path",
     "save_model",

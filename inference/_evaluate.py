@@ -8,6 +8,14 @@ the same way, so the gain says what the model adds.
 Both images of a pair are normalized with the *input's* scale (as in training) and
 PSNR/SSIM use the real plane's range, so the figures do not depend on exposure or
 camera gain.
+
+Cross-modality models (widefield in, confocal out) are scored against the planes of
+registered *target* stacks instead (``target_stacks``), normalized as in training
+(`TargetNormalization`); the identity baseline is still the input plane itself,
+brightness-matched to the target stack (× the pair's robust target/input brightness
+ratio), so that the model's gain is not merely the instruments' brightness ratio;
+the in-focus pair (|dz| < 0.5 µm, bin 0) counts too, since turning a widefield plane
+into the confocal one at the same focus is part of the task.
 """
 
 from __future__ import annotations
@@ -21,11 +29,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inference._metrics import nrmse, psnr, ssim
+from inference._pairs import _check_targets
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from inference._normalize import Normalization
+    from inference._pairs import TargetNormalization
     from inference._stacks import ZStack
 
 #: predict(normalized_input (Y, X), dz_um (N,)) -> normalized outputs (N, Y, X)
@@ -156,6 +166,8 @@ def evaluate_stacks(
     crop: int | None = 256,
     model_name: str = "model",
     progress: Callable[[int, int], None] | None = None,
+    target_stacks: Sequence[ZStack] | None = None,
+    target_normalization: TargetNormalization | None = None,
 ) -> EvaluationResult:
     """Score ``predict`` and the identity against the real planes of ``stacks``.
 
@@ -166,30 +178,63 @@ def evaluate_stacks(
         (N, Y, X) in normalized units.
     normalization : Normalization
         How inputs (and, with the input's scale, targets) are normalized.
+    target_stacks : sequence of ZStack, optional
+        Cross-modality: one registered stack per input stack (same shape and
+        planes), whose planes are the truth at each z instead of the input
+        stack's own. Bins then start at |dz| = 0.
+    target_normalization : TargetNormalization, optional
+        How target planes are normalized; required with ``target_stacks``. Its
+        brightness ratio is fitted on each evaluated stack pair (whole stacks).
+
+    Raises
+    ------
+    ValueError
+        Target stacks without a target normalization, or that do not match the
+        stacks one to one.
     """
+    truth = list(stacks)
+    brightness = ratios = [1.0] * len(truth)
+    if target_stacks is not None:
+        if target_normalization is None:
+            raise ValueError("target_stacks need a target_normalization")
+        truth = _check_targets(stacks, target_stacks)
+        brightness = [
+            target_normalization.brightness_ratio(s.data, t.data, normalization)
+            for s, t in zip(stacks, truth, strict=True)
+        ]
+        ratios = [target_normalization.ratio(b) for b in brightness]
+    # a refocusing model is scored away from focus; a cross-modal one also at focus
+    min_dz = 0.0 if target_stacks is not None else 0.5
     sums: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     jobs = [
-        (stack, i)
-        for stack in stacks
+        (n, i)
+        for n, stack in enumerate(stacks)
         for i in choose_input_planes(stack.z_um, dz_range_um, inputs_per_stack)
     ]
-    for done, (stack, i) in enumerate(jobs):
+    for done, (n, i) in enumerate(jobs):
+        stack = stacks[n]
         window = centre_crop_window(stack, crop)
         planes = stack.data[:, window[0], window[1]]
+        true_planes = truth[n].data[:, window[0], window[1]]
         dz = stack.z_um - stack.z_um[i]
         targets = np.flatnonzero(
-            (np.abs(dz) <= dz_range_um + 1e-6) & (np.abs(dz) >= 0.5)
+            (np.abs(dz) <= dz_range_um + 1e-6) & (np.abs(dz) >= min_dz)
         )
         if targets.size == 0:
             continue
         scale = normalization.scale_of(planes[i])
         source = normalization.apply(planes[i], scale)
         predicted = predict(source, dz[targets])
+        # the identity in the target's units: brightness-matched input plane
+        identity = source * np.float32(brightness[n] / ratios[n])
         for k, j in enumerate(targets):
-            target = normalization.apply(planes[j], scale)
+            if target_normalization is not None and target_stacks is not None:
+                target = target_normalization.apply(true_planes[j], scale, ratios[n])
+            else:
+                target = normalization.apply(true_planes[j], scale)
             data_range = float(target.max() - target.min()) or 1.0
             key = int(np.floor(abs(dz[j]) + 0.5))
-            for name, guess in (("model", predicted[k]), ("identity", source)):
+            for name, guess in (("model", predicted[k]), ("identity", identity)):
                 sums[key][f"psnr_{name}"].append(psnr(guess, target, data_range))
                 sums[key][f"ssim_{name}"].append(ssim(guess, target, data_range))
                 sums[key][f"nrmse_{name}"].append(nrmse(guess, target))
@@ -203,9 +248,19 @@ def evaluate_stacks(
         )
         for key, values in sorted(sums.items())
     ]
+    notes = []
+    if target_stacks is not None:
+        notes.append(
+            "cross-modality: targets from "
+            + ", ".join(t.source for t in truth)
+            + "; identity = input plane × robust target/input brightness ratio ("
+            + ", ".join(f"{b:.3g}" for b in brightness)
+            + ")"
+        )
     return EvaluationResult(
         model=model_name,
         stacks=[s.source for s in stacks],
+        notes=notes,
         bins=bins,
         inputs_per_stack=inputs_per_stack,
         crop=crop,

@@ -11,28 +11,34 @@ planes and a good approximation when the z step is finer than the depth of field
 Validation must never see training pixels, or it measures memory rather than
 refocusing: `PairSampler` splits either whole stacks (``split_by="stack"``) or a
 band of every field of view (``split_by="region"``).
+
+Cross-modality Deep-Z (Wu et al. 2019: widefield in, confocal out) takes the target
+from a second, registered stack of the same sample (``target_stacks``); the other
+detector's dark level and brightness are handled by `TargetNormalization`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
+from inference._normalize import Normalization
+
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from numpy.typing import ArrayLike
 
-    from inference._normalize import Normalization
     from inference._stacks import ZStack
 
 __all__ = [
     "PairConfig",
     "PairSampler",
     "SplitRegion",
+    "TargetNormalization",
     "ValidationPair",
     "target_for_dpm",
 ]
@@ -97,6 +103,113 @@ class PairConfig:
         object.__setattr__(self, "crop", int(self.crop))
 
 
+@dataclass(frozen=True)
+class TargetNormalization:
+    """How targets from another detector (cross-modality) are normalized.
+
+    A target crop is normalized as ``(target - offset) / (input_scale × ratio)``:
+    ``offset`` is the *target* detector's dark level (a confocal PMT's is not the
+    widefield camera's) and ``input_scale`` the input crop's robust scale, exactly
+    as for single-modality pairs, so the output stays relative to the frame the
+    network sees. ``ratio`` depends on ``mode``:
+
+    ``"input"`` (the default)
+        ``ratio = 1``: the target in the input's units. The network also learns
+        the brightness ratio of the two instruments (a constant for one setup).
+    ``"stack"``
+        ``ratio = S_target / S_input``, the robust scales (``percentile`` above the
+        offset) of the target and input stacks, fitted once per stack pair on the
+        pixels the sampler (or evaluation) uses: the target gets the input's
+        brightness and the network would only learn the change of contrast.
+
+    Measured on the NEUBIAS widefield/confocal nucleus (registered; train on the
+    left half, validate on the right; crop 64, ±8 µm, 4 epochs × 60 steps, no GAN,
+    seed 0), validation PSNR of the model, mean over the |dz| = 0–4 µm bins:
+    ``"input"`` 17.0 dB, ``"stack"`` 11.6 dB (all bins 0–8 µm: 11.7 vs 0.4 dB;
+    SSIM 0.44 vs 0.30). ``"stack"`` wins only in focus (20.6 vs 16.7 dB at 0 µm):
+    with the target as dim as the input, the widefield haze the network passes
+    through from its input dominates the error on the nearly dark confocal planes
+    away from the nucleus, whereas a target ~6× brighter than the input (this
+    setup's ratio) makes that leak 6× smaller relative to the signal. Hence
+    ``"input"``. PSNR compares the two fairly: both normalizations differ only by
+    one constant per stack, which PSNR (range of the target) does not see.
+
+    Parameters
+    ----------
+    normalization : Normalization
+        Offset (target dark level), percentile and floor used for target scales.
+    mode : {"stack", "input"}
+        See above.
+
+    Raises
+    ------
+    ValueError
+        An unknown mode.
+    """
+
+    normalization: Normalization
+    mode: Literal["stack", "input"] = "input"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("stack", "input"):
+            raise ValueError(f"mode must be 'stack' or 'input', got {self.mode!r}")
+
+    def brightness_ratio(
+        self,
+        input_data: np.ndarray,
+        target_data: np.ndarray,
+        input_normalization: Normalization,
+    ) -> float:
+        """``S_target / S_input``: robust target/input brightness of a stack pair.
+
+        Parameters
+        ----------
+        input_data, target_data : numpy.ndarray
+            The raw voxels of the input and target stacks (same region of both).
+        input_normalization : Normalization
+            The input's normalization (its offset and percentile).
+        """
+        return self.normalization.scale_of(target_data) / input_normalization.scale_of(
+            input_data
+        )
+
+    def ratio(self, brightness_ratio: float) -> float:
+        """The ``ratio`` of the class formula, given a pair's `brightness_ratio`."""
+        return brightness_ratio if self.mode == "stack" else 1.0
+
+    def apply(self, target: ArrayLike, input_scale: float, ratio: float) -> np.ndarray:
+        """Normalize a raw target crop given its input crop's scale and the ratio."""
+        return self.normalization.apply(target, input_scale * ratio)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable form, for model files and checkpoints."""
+        return {**self.normalization.to_dict(), "mode": self.mode}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TargetNormalization:
+        """Rebuild from `to_dict` output.
+
+        Raises
+        ------
+        ValueError
+            Not a mapping, an unknown mode, or a bad normalization entry.
+        """
+        if not hasattr(d, "keys"):
+            raise ValueError(
+                f"target_normalization must be a mapping, got {type(d).__name__}"
+            )
+        values = dict(d)
+        mode = values.pop("mode", "input")
+        return cls(Normalization.from_dict(values), mode)
+
+    @classmethod
+    def fit(
+        cls, target_stacks: Sequence[ZStack], mode: Literal["stack", "input"] = "input"
+    ) -> TargetNormalization:
+        """The target detector's offset from its stacks (see `Normalization.fit`)."""
+        return cls(Normalization.fit(target_stacks), mode)
+
+
 class SplitRegion(NamedTuple):
     """The part of one stack's field a sampler draws crops from (half-open)."""
 
@@ -114,7 +227,8 @@ class ValidationPair:
     Attributes
     ----------
     input, dpm_um, target : numpy.ndarray
-        ``(crop, crop)`` float32; input and target normalized with the input's scale.
+        ``(crop, crop)`` float32; input and target normalized with the input's scale
+        (a cross-modal target: see `TargetNormalization`).
     dz_um : float
         The constant refocusing distance.
     source : str
@@ -219,12 +333,22 @@ class PairSampler:
         field's x range; training crops never overlap it.
     seed : int
         Seed of the stack split and of `validation_pairs`.
+    target_stacks : sequence of ZStack, optional
+        Cross-modality training: one registered stack per input stack, of the same
+        shape and plane positions, recorded with another detector (e.g. confocal
+        for widefield inputs). The input is still a plane of ``stacks[k]``, the
+        target is interpolated by `target_for_dpm` from ``target_stacks[k]``.
+        Everything else (DPMs, augmentations, splits) is unchanged.
+    target_normalization : TargetNormalization, optional
+        How those targets are normalized; default `TargetNormalization.fit` of
+        the target stacks (mode ``"input"``).
 
     Raises
     ------
     ValueError
         No stacks, stacks of different pixel sizes, a bad split setting, a crop
-        larger than a stack's region, or too few stacks for a stack split.
+        larger than a stack's region, too few stacks for a stack split, or target
+        stacks that do not match the stacks one to one.
     """
 
     def __init__(
@@ -237,6 +361,8 @@ class PairSampler:
         val_fraction: float = 0.25,
         split_by: Literal["stack", "region"] = "stack",
         seed: int = 0,
+        target_stacks: Sequence[ZStack] | None = None,
+        target_normalization: TargetNormalization | None = None,
     ) -> None:
         self._stacks = list(stacks)
         self.config = config
@@ -254,7 +380,37 @@ class PairSampler:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         self.val_fraction = float(val_fraction)
         _check_same_pixel_size(self._stacks)
+        self._targets = (
+            None
+            if target_stacks is None
+            else _check_targets(self._stacks, target_stacks)
+        )
+        self.target_normalization = (
+            None
+            if self._targets is None
+            else target_normalization or TargetNormalization.fit(self._targets)
+        )
         self._regions = self._split_regions(split)
+        # Target/input brightness ratio per region, from this side of the split only
+        # (validation pixels must not leak into training, not even as one number).
+        self._brightness = [1.0] * len(self._regions)
+        self._ratios = [1.0] * len(self._regions)
+        if self._targets is not None and self.target_normalization is not None:
+            self._brightness = [
+                self.target_normalization.brightness_ratio(
+                    self._stacks[r.stack_index].data[
+                        :, r.y_start : r.y_stop, r.x_start : r.x_stop
+                    ],
+                    self._targets[r.stack_index].data[
+                        :, r.y_start : r.y_stop, r.x_start : r.x_stop
+                    ],
+                    normalization,
+                )
+                for r in self._regions
+            ]
+            self._ratios = [
+                self.target_normalization.ratio(b) for b in self._brightness
+            ]
         crop = config.crop
         for region in self._regions:
             h = region.y_stop - region.y_start
@@ -322,10 +478,32 @@ class PairSampler:
             for r in self._split_regions("val")
         ]
 
+    def held_out_target_stacks(self) -> list[ZStack] | None:
+        """The target stacks cut like `held_out_stacks` (None: not cross-modal)."""
+        if self._targets is None:
+            return None
+        return [
+            self._targets[r.stack_index].crop_columns(r.x_start, r.x_stop)
+            for r in self._split_regions("val")
+        ]
+
     @property
     def stacks(self) -> list[ZStack]:
         """All stacks given to the sampler (both sides of the split)."""
         return list(self._stacks)
+
+    @property
+    def target_stacks(self) -> list[ZStack] | None:
+        """The target stacks of cross-modality training, else None."""
+        return None if self._targets is None else list(self._targets)
+
+    @property
+    def target_brightness_ratios(self) -> tuple[float, ...]:
+        """Per region (see `regions`), the target/input brightness ratio measured.
+
+        ``S_target / S_input`` (see `TargetNormalization`); 1 without targets.
+        """
+        return tuple(self._brightness)
 
     @property
     def regions(self) -> tuple[SplitRegion, ...]:
@@ -353,10 +531,12 @@ class PairSampler:
         -------
         input, dpm_um, target : numpy.ndarray
             ``(crop, crop)`` float32 each. Input and target are normalized with
-            the input crop's scale; the DPM is in µm.
+            the input crop's scale (cross-modal: see `TargetNormalization`); the
+            DPM is in µm.
         """
         crop = self.config.crop
-        region = self._regions[rng.choice(len(self._regions), p=self._weights)]
+        k = int(rng.choice(len(self._regions), p=self._weights))
+        region = self._regions[k]
         stack = self._stacks[region.stack_index]
         y0 = int(rng.integers(region.y_start, region.y_stop - crop + 1))
         x0 = int(rng.integers(region.x_start, region.x_stop - crop + 1))
@@ -364,7 +544,7 @@ class PairSampler:
             plane, dpm = self._surface_dpm(stack, rng)
         else:
             plane, dpm = self._constant_dpm(stack, rng)
-        pair = self._pair(stack, plane, dpm, y0, x0)
+        pair = self._pair(k, plane, dpm, y0, x0)
         return self._augment(pair, rng)
 
     def batch(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -430,7 +610,8 @@ class PairSampler:
         rng = np.random.default_rng([self.seed, 0x5EED])
         pairs = []
         for k in range(n_inputs):
-            region = self._regions[k % len(self._regions)]
+            index = k % len(self._regions)
+            region = self._regions[index]
             stack = self._stacks[region.stack_index]
             y0 = int(rng.integers(region.y_start, region.y_stop - crop + 1))
             x0 = int(rng.integers(region.x_start, region.x_stop - crop + 1))
@@ -444,7 +625,7 @@ class PairSampler:
                     continue
                 plane = int(fits[rng.integers(fits.size)])
                 dpm = np.full((crop, crop), dz, dtype=np.float32)
-                image, dpm, target = self._pair(stack, plane, dpm, y0, x0)
+                image, dpm, target = self._pair(index, plane, dpm, y0, x0)
                 pairs.append(
                     ValidationPair(
                         input=image,
@@ -521,16 +702,26 @@ class PairSampler:
         return plane, np.clip(base + shape, plane_low[plane], plane_high[plane])
 
     def _pair(
-        self, stack: ZStack, plane: int, dpm: np.ndarray, y0: int, x0: int
+        self, region_index: int, plane: int, dpm: np.ndarray, y0: int, x0: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         crop = self.config.crop
+        stack_index = self._regions[region_index].stack_index
+        stack = self._stacks[stack_index]
         raw_input = stack.data[plane, y0 : y0 + crop, x0 : x0 + crop]
-        raw_target = target_for_dpm(stack, plane, dpm, y0, x0)
         scale = self.normalization.scale_of(raw_input)
+        if self._targets is None or self.target_normalization is None:
+            target = self.normalization.apply(
+                target_for_dpm(stack, plane, dpm, y0, x0), scale
+            )
+        else:
+            raw_target = target_for_dpm(self._targets[stack_index], plane, dpm, y0, x0)
+            target = self.target_normalization.apply(
+                raw_target, scale, self._ratios[region_index]
+            )
         return (
             self.normalization.apply(raw_input, scale),
             np.asarray(dpm, dtype=np.float32),
-            self.normalization.apply(raw_target, scale),
+            target,
         )
 
     def _augment(
@@ -555,6 +746,33 @@ class PairSampler:
             f"stacks={list(self.stack_indices)}, crop={self.config.crop}, "
             f"dz_range_um={self.config.dz_range_um})"
         )
+
+
+def _check_targets(
+    stacks: Sequence[ZStack], target_stacks: Sequence[ZStack]
+) -> list[ZStack]:
+    """Target stacks that pair one to one with ``stacks``: same shape, same z."""
+    targets = list(target_stacks)
+    if len(targets) != len(stacks):
+        raise ValueError(
+            f"{len(targets)} target stacks for {len(stacks)} input stacks: give one "
+            "registered target stack per input stack"
+        )
+    for stack, target in zip(stacks, targets, strict=True):
+        if target.shape != stack.shape or not np.allclose(
+            target.z_um, stack.z_um, atol=_Z_TOLERANCE_UM
+        ):
+            raise ValueError(
+                f"target {target.source} {target.shape} does not match input "
+                f"{stack.source} {stack.shape} plane for plane; register the pair "
+                "first (inference._register.register_pair)"
+            )
+        if not np.allclose(target.pixel_um, stack.pixel_um, rtol=_PIXEL_TOLERANCE):
+            raise ValueError(
+                f"target {target.source} has {target.pixel_um} µm pixels, input "
+                f"{stack.source} has {stack.pixel_um}: register the pair first"
+            )
+    return targets
 
 
 def _check_same_pixel_size(stacks: Sequence[ZStack]) -> None:

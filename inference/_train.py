@@ -6,6 +6,10 @@ adversarial loss plus pixel (L1) and structural (1 − SSIM) terms. AdamW, gradi
 clipping, automatic mixed precision on CUDA, a fixed seed; a checkpoint after every
 epoch (``--resume`` continues from it) and validation on held-out data every epoch
 (PSNR/SSIM per |dz| bin against the identity baseline).
+
+Given ``target_stacks`` (registered stacks of the same samples from another detector)
+the same recipe trains the cross-modality variant of Deep-Z: widefield plane and DPM
+in, confocal plane at ``z + DPM`` out, validated against the held-out confocal planes.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from inference._networks import (
     required_multiple,
 )
 from inference._normalize import Normalization
-from inference._pairs import PairConfig, PairSampler
+from inference._pairs import PairConfig, PairSampler, TargetNormalization
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -105,7 +109,22 @@ def pick_device(name: str) -> Any:
 
 
 class Trainer:
-    """Owns the networks, optimizers and data of one training run."""
+    """Owns the networks, optimizers and data of one training run.
+
+    Parameters
+    ----------
+    stacks : sequence of ZStack
+        Input z-stacks (and, without ``target_stacks``, their own targets).
+    config : TrainConfig
+        The run's settings.
+    normalization : Normalization, optional
+        Input normalization; default `Normalization.fit` of the stacks.
+    target_stacks : sequence of ZStack, optional
+        Cross-modality training: registered target stacks, one per input stack
+        (see `PairSampler`).
+    target_normalization : TargetNormalization, optional
+        How those targets are normalized; default `TargetNormalization.fit`.
+    """
 
     def __init__(
         self,
@@ -113,6 +132,8 @@ class Trainer:
         config: TrainConfig,
         *,
         normalization: Normalization | None = None,
+        target_stacks: Sequence[ZStack] | None = None,
+        target_normalization: TargetNormalization | None = None,
     ) -> None:
         import torch
 
@@ -131,15 +152,13 @@ class Trainer:
                 f"{math.ceil(config.pairs.crop / multiple) * multiple}."
             )
         self.normalization = normalization or Normalization.fit(self.stacks)
-        split = {"val_fraction": config.val_fraction, "split_by": config.split_by}
-        self.train_pairs = PairSampler(
-            self.stacks, config.pairs, self.normalization, split="train",
-            seed=config.seed, **split,
-        )  # fmt: skip
-        self.val_pairs = PairSampler(
-            self.stacks, config.pairs, self.normalization, split="val",
-            seed=config.seed, **split,
-        )  # fmt: skip
+        self.target_stacks = None if target_stacks is None else list(target_stacks)
+        self.target_normalization = (
+            None
+            if self.target_stacks is None
+            else target_normalization or TargetNormalization.fit(self.target_stacks)
+        )
+        self._make_samplers()
         self.generator = build_generator(config.generator).to(self.device)
         self.discriminator = (
             None
@@ -164,6 +183,24 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.epoch = 0
         self.history: list[EpochLog] = []
+
+    def _make_samplers(self) -> None:
+        """Train/val samplers from the current normalizations (again after resume)."""
+        config = self.config
+        split = {
+            "val_fraction": config.val_fraction,
+            "split_by": config.split_by,
+            "target_stacks": self.target_stacks,
+            "target_normalization": self.target_normalization,
+        }
+        self.train_pairs = PairSampler(
+            self.stacks, config.pairs, self.normalization, split="train",
+            seed=config.seed, **split,
+        )  # fmt: skip
+        self.val_pairs = PairSampler(
+            self.stacks, config.pairs, self.normalization, split="val",
+            seed=config.seed, **split,
+        )  # fmt: skip
 
     # -- one step ------------------------------------------------------------------
     def _tensors(self, n: int) -> tuple[Any, Any]:
@@ -263,6 +300,8 @@ class Trainer:
             inputs_per_stack=self.config.val_inputs_per_stack,
             crop=crop,
             model_name="validation",
+            target_stacks=self.val_pairs.held_out_target_stacks(),
+            target_normalization=self.target_normalization,
         )
         self.generator.train()
         return result
@@ -324,6 +363,11 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "config": json.dumps(self.config.to_dict()),
             "normalization": json.dumps(self.normalization.to_dict()),
+            "target_normalization": json.dumps(
+                None
+                if self.target_normalization is None
+                else self.target_normalization.to_dict()
+            ),
             "history": json.dumps([asdict(h) for h in self.history]),
             "numpy_rng": json.dumps(self.rng.bit_generator.state),
             "torch_rng": torch.get_rng_state(),
@@ -362,6 +406,18 @@ class Trainer:
             self.opt_d.load_state_dict(state["optimizer_d"])
         self.scaler.load_state_dict(state["scaler"])
         self.normalization = Normalization.from_dict(json.loads(state["normalization"]))
+        saved_target = json.loads(state.get("target_normalization", "null"))
+        if (saved_target is None) != (self.target_stacks is None):
+            raise InferenceError(
+                f"Checkpoint {path} was made "
+                + ("with" if saved_target is not None else "without")
+                + " target stacks (cross-modality); resume it the same way, or "
+                "delete it to start afresh."
+            )
+        if saved_target is not None:
+            self.target_normalization = TargetNormalization.from_dict(saved_target)
+        # the samplers hold the normalizations: rebuild them with the restored ones
+        self._make_samplers()
         self.history = [EpochLog(**h) for h in json.loads(state["history"])]
         self.rng.bit_generator.state = json.loads(state["numpy_rng"])
         torch.set_rng_state(state["torch_rng"])
@@ -400,12 +456,31 @@ class Trainer:
                     {k: v for k, v in asdict(h).items() if k != "validation"}
                     for h in self.history
                 ],
+                **self._target_info(),
                 **(extra_training or {}),
             },
             validation=last,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             software={"torch": torch.__version__, **_deepz_version()},
         )
+
+    def _target_info(self) -> dict[str, Any]:
+        """Model-file entries of cross-modality training (empty otherwise)."""
+        if self.target_stacks is None or self.target_normalization is None:
+            return {}
+        return {
+            # evaluation and inference must normalize targets the same way
+            "target_normalization": self.target_normalization.to_dict(),
+            # robust target/input brightness of the training data: puts outputs of
+            # a "stack"-mode model back into target counts, documents the setup
+            "target_brightness_ratio": float(
+                np.median(self.train_pairs.target_brightness_ratios)
+            ),
+            "target_data": [
+                {"source": s.source, "sha256": s.fingerprint()}
+                for s in self.target_stacks
+            ],
+        }
 
 
 def _deepz_version() -> dict[str, str]:

@@ -91,3 +91,52 @@ def test_input_planes_fall_back_when_stack_is_short() -> None:
     z = np.arange(5) * 1.0
     assert choose_input_planes(z, 10.0, 2) == [1, 3]
     assert choose_input_planes(z, 1.0, 1) == [2]
+
+
+def test_target_stacks_score_against_the_other_modality() -> None:
+    """Target = 3 × input planes on a 40-count offset: known PSNRs, bin 0 included."""
+    from inference._pairs import TargetNormalization
+
+    stack, _ = _offset_stack()
+    target = ZStack(
+        data=3.0 * stack.data + 40.0,
+        z_um=stack.z_um,
+        pixel_um=stack.pixel_um,
+        source="t",
+    )
+    norm = Normalization(offset=0.0)
+    target_norm = TargetNormalization(Normalization(offset=40.0), "input")
+    delta = 0.01
+
+    def predict(x: np.ndarray, dz: np.ndarray) -> np.ndarray:
+        # the truth in the target's units (3 × the input's) plus a known error
+        steps = np.asarray(dz)[:, None, None] / STEP
+        return 3.0 * (x[None] + steps * C / scale_of[x.tobytes()]) + delta
+
+    scale_of = {}
+    for i in range(stack.data.shape[0]):
+        scale = norm.scale_of(stack.data[i])
+        scale_of[norm.apply(stack.data[i], scale).tobytes()] = scale
+    result = evaluate_stacks(
+        predict,
+        [stack],
+        norm,
+        dz_range_um=3.0,
+        inputs_per_stack=None,
+        crop=None,
+        target_stacks=[target],
+        target_normalization=target_norm,
+    )
+    assert [b.dz_um for b in result.bins] == [0, 1, 2, 3]
+    for b in result.bins[1:]:
+        # the identity is brightness-matched (× 3): error 3·|dz|·C over a 3000 range
+        assert b.psnr_identity == pytest.approx(20 * np.log10(1000 / (b.dz_um * C)))
+    inputs = choose_input_planes(stack.z_um, 3.0, None)
+    scales = [norm.scale_of(stack.data[i]) for i in inputs]
+    for b in result.bins:
+        # model error: delta in units where the target's range is 3000 / scale
+        expected = np.mean([20 * np.log10(3000 / s / delta) for s in scales])
+        assert b.psnr_model == pytest.approx(expected, rel=1e-6)
+    assert "cross-modality" in result.notes[0]
+    with pytest.raises(ValueError, match="target_normalization"):
+        evaluate_stacks(predict, [stack], norm, dz_range_um=3.0, target_stacks=[target])

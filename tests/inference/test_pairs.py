@@ -303,3 +303,94 @@ def test_validation_pairs_are_deterministic_constant_dpm_grid() -> None:
         expected = 2.0 ** np.floor(p.dz_um) * (1 + p.dz_um - np.floor(p.dz_um))
         np.testing.assert_allclose(p.target / p.input, expected, rtol=1e-4)
         assert 0 <= stack.z_um[p.plane_index] + p.dz_um <= 8
+
+
+# --- cross-modality: targets from another stack ---------------------------------------
+
+
+def _scaled_target(stack: ZStack, offset: float = 50.0) -> ZStack:
+    """Another 'detector': 2 × (input - its offset) + this detector's offset."""
+    return ZStack(
+        2.0 * (stack.data - OFFSET) + offset,
+        stack.z_um,
+        stack.pixel_um,
+        f"{stack.source}-target",
+    )
+
+
+def test_target_stack_planes_pair_with_the_input_planes() -> None:
+    """Same draws as a single-modality sampler; targets obey target = 2·input."""
+    from inference._pairs import TargetNormalization
+
+    stacks = [_linear_stack(seed=0), _linear_stack(seed=1)]
+    targets = [_scaled_target(s) for s in stacks]
+    config = PairConfig(dz_range_um=3.0, crop=16, surface_fraction=0.5)
+    norm = Normalization(offset=OFFSET)
+    plain = PairSampler(stacks, config, norm, split_by="region", val_fraction=0.5)
+    cross = PairSampler(
+        stacks,
+        config,
+        norm,
+        split_by="region",
+        val_fraction=0.5,
+        target_stacks=targets,
+        target_normalization=TargetNormalization(Normalization(offset=50.0), "input"),
+    )
+    # the target detector's offset is removed, then the input crop's scale applies:
+    # (2·(raw - OFFSET) + 50 - 50) / scale = 2 × the single-modality target
+    for seed in range(6):
+        image, dpm, target = plain.sample(np.random.default_rng(seed))
+        image2, dpm2, target2 = cross.sample(np.random.default_rng(seed))
+        np.testing.assert_array_equal(image2, image)
+        np.testing.assert_array_equal(dpm2, dpm)
+        np.testing.assert_allclose(target2, 2.0 * target, rtol=1e-5)
+    for a, b in zip(plain.validation_pairs(4), cross.validation_pairs(4), strict=True):
+        np.testing.assert_allclose(b.target, 2.0 * a.target, rtol=1e-5)
+    # "stack" mode divides by the robust brightness ratio (exactly 2 here)
+    matched = PairSampler(
+        stacks,
+        config,
+        norm,
+        split_by="region",
+        val_fraction=0.5,
+        target_stacks=targets,
+        target_normalization=TargetNormalization(Normalization(offset=50.0), "stack"),
+    )
+    np.testing.assert_allclose(matched.target_brightness_ratios, 2.0, rtol=1e-5)
+    _, _, target3 = matched.sample(np.random.default_rng(3))
+    _, _, target = plain.sample(np.random.default_rng(3))
+    np.testing.assert_allclose(target3, target, rtol=1e-5)
+
+
+def test_held_out_target_stacks_follow_the_split() -> None:
+    stacks = [_linear_stack(seed=0)]
+    targets = [_scaled_target(stacks[0])]
+    config = PairConfig(dz_range_um=3.0, crop=16)
+    sampler = PairSampler(
+        stacks,
+        config,
+        Normalization(offset=OFFSET),
+        split="train",
+        split_by="region",
+        val_fraction=0.5,
+        target_stacks=targets,
+    )
+    (held_in,) = sampler.held_out_stacks()
+    (held_target,) = sampler.held_out_target_stacks()
+    assert held_target.shape == held_in.shape == (9, 48, 24)
+    np.testing.assert_allclose(held_target.data, 2.0 * (held_in.data - OFFSET) + 50)
+    # the default target offset is fitted from the target stacks themselves
+    assert sampler.target_normalization.normalization.offset != OFFSET
+    plain = PairSampler(stacks, config, Normalization(offset=OFFSET), split_by="region")
+    assert plain.held_out_target_stacks() is None
+
+
+def test_target_stacks_must_match_the_stacks() -> None:
+    stack = _linear_stack()
+    config = PairConfig(dz_range_um=3.0, crop=16)
+    norm = Normalization(offset=OFFSET)
+    other = _linear_stack(n_z=7)
+    with pytest.raises(ValueError, match="register"):
+        PairSampler([stack], config, norm, split_by="region", target_stacks=[other])
+    with pytest.raises(ValueError, match="one registered target stack"):
+        PairSampler([stack], config, norm, split_by="region", target_stacks=[])

@@ -178,3 +178,99 @@ def test_cli_train_then_evaluate(stacks, tmp_path: Path, capsys) -> None:
     except SystemExit as exc:
         assert not exc.code, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out)["stacks"][0].endswith("[x=24:48]")
+
+
+def test_cli_cross_modality_train_then_evaluate(tmp_path: Path, capsys) -> None:
+    """Channel 1 (blurred, 'widefield') in, channel 0 (sharp, shifted) as target."""
+    import tifffile
+
+    from deepz._cli import main
+    from inference import read_model_info
+
+    rng = np.random.default_rng(7)
+    n_z, height, width = 9, 40, 72
+    points = np.zeros((height, width), np.float32)
+    points[rng.integers(4, height - 4, 40), rng.integers(4, width - 4, 40)] = 3000
+    z = np.arange(n_z) - n_z // 2
+    wide = np.stack([ndimage.gaussian_filter(points, 1.5 + 0.8 * abs(k)) for k in z])
+    sharp = np.stack([ndimage.gaussian_filter(points, 0.8 + 0.3 * abs(k)) for k in z])
+    sharp = np.roll(sharp, -2, axis=2)  # the two detectors are offset by 2 columns
+    data = np.stack([sharp + 20, wide + 100], axis=1)  # ZCYX
+    path = tmp_path / "a.ome.tif"
+    tifffile.imwrite(
+        path,
+        (data + rng.normal(0, 1, data.shape)).astype(np.uint16),
+        ome=True,
+        metadata={
+            "axes": "ZCYX",
+            "PhysicalSizeX": 0.325,
+            "PhysicalSizeY": 0.325,
+            "PhysicalSizeZ": 1.0,
+        },
+    )
+    model = tmp_path / "m.safetensors"
+    args = ["train", str(path), "--channel", "1", "--target-channel", "0"]
+    args += ["--epochs", "1", "--steps-per-epoch", "2", "--crop", "32"]
+    args += ["--base-width", "4", "--no-gan", "--device", "cpu", "--split-by"]
+    args += ["region", "--val-fraction", "0.5", "--dz-range-um", "3"]
+    args += ["--out", str(model)]
+    try:
+        main(args)
+    except SystemExit as exc:
+        assert not exc.code, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "registered" in err and "dx +2.00 px" in err
+    info = read_model_info(model)
+    assert info.training["cross_modality"]["input_channel"] == 1
+    assert info.training["cross_modality"]["target_channel"] == 0
+    assert info.training["target_normalization"]["mode"] == "input"
+    np.testing.assert_allclose(
+        info.training["cross_modality"]["shifts"][0]["shift_zyx"], (0, 0, 2), atol=0.1
+    )
+    # the training run validated against the target channel, in focus included
+    assert info.validation["bins"][0]["dz_um"] == 0
+
+    args = ["evaluate", str(model), str(path), "--channel", "1", "--json"]
+    args += ["--target-channel", "0", "--crop", "0", "--x-range", "36:72"]
+    try:
+        main([*args, "--device", "cpu"])
+    except SystemExit as exc:
+        assert not exc.code, capsys.readouterr().err
+    result = json.loads(capsys.readouterr().out)
+    assert [b["dz_um"] for b in result["bins"]] == [0, 1, 2, 3]
+    # registration cut the file's columns 0, 1 (the target has no data there)
+    assert result["stacks"][0].endswith("[c=1][x=36:72]")
+    assert "cross-modality" in result["notes"][0]
+
+    # a cross-modal model scored against its input's own planes: a clear refusal
+    with pytest.raises(SystemExit) as refused:
+        main(["evaluate", str(model), str(path), "--channel", "1", "--device", "cpu"])
+    assert refused.value.code
+    assert "cross-modality model" in capsys.readouterr().err
+
+
+def test_cross_modality_checkpoint_keeps_the_target_normalization(
+    stacks, tmp_path: Path
+) -> None:
+    from inference._normalize import Normalization
+    from inference._pairs import TargetNormalization
+
+    targets = [
+        ZStack(2.0 * s.data + 7.0, s.z_um, s.pixel_um, f"{s.source}-t") for s in stacks
+    ]
+    chosen = TargetNormalization(Normalization(offset=207.0), "stack")
+    ckpt = tmp_path / "x.safetensors.ckpt"
+    first = Trainer(
+        stacks, _config(), target_stacks=targets, target_normalization=chosen
+    )
+    first.run(checkpoint=ckpt)
+    assert first.history[-1].validation["bins"][0]["dz_um"] == 0
+    info = first.model_info("x")
+    assert info.training["target_normalization"] == chosen.to_dict()
+    assert info.training["target_brightness_ratio"] == pytest.approx(2.0, rel=0.01)
+    resumed = Trainer(stacks, _config(epochs=2), target_stacks=targets)
+    resumed.load_checkpoint(ckpt)
+    assert resumed.target_normalization == chosen
+    assert resumed.train_pairs.target_normalization == chosen
+    with pytest.raises(Exception, match="target stacks"):
+        Trainer(stacks, _config(epochs=2)).load_checkpoint(ckpt)
