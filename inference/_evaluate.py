@@ -287,8 +287,10 @@ def plot_evaluation(result: EvaluationResult, path: str | Path) -> Path:
         ax.legend()
     gain = result.mean_psnr_gain_db(2.0, 10.0)
     title = f"{len(result.stacks)} stack(s)"
+    in_range = [b.dz_um for b in result.bins if 2.0 <= b.dz_um <= 10.0]
     if gain is not None:
-        title += f"; mean PSNR gain over 2-10 µm: {gain:+.2f} dB"
+        span = f"{min(in_range):g}-{max(in_range):g}"
+        title += f"; mean PSNR gain over |dz| {span} µm: {gain:+.2f} dB"
     fig.suptitle(title)
     out = Path(path)
     fig.savefig(out, dpi=120)
