@@ -289,10 +289,16 @@ def register(app: typer.Typer) -> None:
                 raise typer.BadParameter(f"--resume: no checkpoint at {checkpoint}.")
             trainer.load_checkpoint(checkpoint)
         out.parent.mkdir(parents=True, exist_ok=True)
-        _say(
-            f"Training on {len(data)} stack(s), device {trainer.device}, "
-            f"epochs {trainer.epoch + 1}..{epochs} × {steps_per_epoch} steps."
-        )
+        if trainer.epoch >= epochs:
+            _say(
+                f"The checkpoint is at epoch {trainer.epoch} (≥ --epochs {epochs}): "
+                "nothing to train, saving the model."
+            )
+        else:
+            _say(
+                f"Training on {len(data)} stack(s), device {trainer.device}, "
+                f"epochs {trainer.epoch + 1}..{epochs} × {steps_per_epoch} steps."
+            )
         console = Console(stderr=True)
         with Progress(
             TextColumn("epoch {task.fields[epoch]}"),

@@ -438,6 +438,10 @@ def save_model(
     os.close(handle)
     try:
         save_file(tensors, temporary, metadata={METADATA_KEY: written.to_json()})
+        # mkstemp makes the file private (0600); give it the usual permissions
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, destination)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -293,3 +293,15 @@ def test_float16_weights_halve_the_file_and_load_as_float32(tmp_path) -> None:
         torch.testing.assert_close(loaded(x), generator(x), rtol=2e-2, atol=2e-3)
     with pytest.raises(ValueError, match="weights_dtype"):
         save_model(tmp_path / "x.safetensors", generator, info, weights_dtype="int8")
+
+
+def test_saved_model_has_the_usual_file_permissions(tmp_path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = tmp_path / "m.safetensors"
+        save_model(path, trained_like(), make_info())
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644

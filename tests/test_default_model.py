@@ -1,0 +1,74 @@
+"""The bundled default model: what it claims to be, and it refocuses a fresh worm."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+from inference import DEFAULT_MODEL_NAME, bundled_model_names, load_model, psnr
+
+pytestmark = pytest.mark.skipif(
+    DEFAULT_MODEL_NAME not in bundled_model_names(),
+    reason="no bundled default model in this checkout",
+)
+
+
+def test_default_model_describes_the_simulator_optics() -> None:
+    _, info = load_model(DEFAULT_MODEL_NAME)
+    assert info.pixel_size_um == pytest.approx(0.325)
+    assert info.wavelength_um == pytest.approx(0.525)
+    assert info.na == pytest.approx(0.75)
+    assert info.dz_range_um == 10.0
+    sources = [d["source"] for d in info.training["data"]]
+    assert any("worm" in s for s in sources) and any("beads" in s for s in sources)
+    assert all(len(d["sha256"]) == 64 for d in info.training["data"])
+    assert "deepz train" in info.training["command"]
+
+
+def test_default_model_refocuses_a_fresh_worm_better_than_identity() -> None:
+    from acquisition import DeepzCore
+    from acquisition.simulator import bench_for
+    from hardware_configs import SIMULATOR_CONFIG
+    from inference import GeneratorConfig, Normalization, required_multiple
+    from inference._apply import predict_normalized
+    from inference._evaluate import centre_crop_window
+    from inference._stacks import ZStack
+
+    core = DeepzCore()
+    try:
+        core.loadSystemConfiguration(str(SIMULATOR_CONFIG))
+        core.setProperty("Camera", "Clock", "simulated")
+        core.setProperty("Specimen", "Seed", 950)  # never used in training
+        focus = float(core.getProperty("Specimen", "FocusZ"))
+        planes = []
+        for dz in (-4.0, 0.0, 4.0):
+            core.setPosition(focus + dz)
+            core.snapImage()
+            planes.append(core.getImage().astype(np.float32))
+        offset = bench_for(core).camera.noise.offset_adu
+    finally:
+        core.unloadAllDevices()
+        del core
+        gc.collect()
+
+    generator, info = load_model(DEFAULT_MODEL_NAME)
+    stack = ZStack(
+        data=np.stack(planes), z_um=np.array([-4.0, 0.0, 4.0]),
+        pixel_um=(0.325, 0.325), source="fresh worm",
+    )  # fmt: skip
+    window = centre_crop_window(stack, 128)
+    planes = [p[window] for p in planes]
+    norm = Normalization.from_dict(info.normalization)
+    assert norm.offset == pytest.approx(offset)
+    scale = norm.scale_of(planes[1])
+    source = norm.apply(planes[1], scale)
+    predicted = predict_normalized(
+        generator, source, np.array([-4.0, 4.0]), dpm_scale_um=info.dpm_scale_um,
+        multiple=required_multiple(GeneratorConfig.from_dict(info.generator)),
+    )  # fmt: skip
+    for guess, real in zip(predicted, (planes[0], planes[2]), strict=True):
+        target = norm.apply(real, scale)
+        data_range = float(target.max() - target.min())
+        assert psnr(guess, target, data_range) > psnr(source, target, data_range) + 1.0
