@@ -112,7 +112,13 @@ class _FrameWriter:
                 "overwriting (--overwrite)."
             )
         self._overwrite = overwrite
-        self._open()
+        try:
+            self._open()
+        except OSError as exc:
+            raise OutputLocationError(
+                f"Cannot create {self.path}: {exc.strerror or exc}. Check that the "
+                "folder exists and is writable."
+            ) from exc
 
     @property
     def frames_written(self) -> int:
@@ -163,6 +169,7 @@ class _FrameWriter:
         self._finish()
 
     def _open(self) -> None:
+        """Create the output (an OSError becomes an `OutputLocationError`)."""
         raise NotImplementedError
 
     def _write(self, frame: np.ndarray, meta: dict[str, Any]) -> None:
@@ -221,15 +228,9 @@ class OmeTiffWriter(_FrameWriter):
         super().__init__(path, **kwargs)
 
     def _open(self) -> None:
-        try:
-            self._tif = tifffile.TiffWriter(
-                self.path, bigtiff=self._bigtiff, byteorder="<", ome=False
-            )
-        except OSError as exc:
-            raise OutputLocationError(
-                f"Cannot create {self.path}: {exc.strerror or exc}. Check that the "
-                "folder exists and is writable."
-            ) from exc
+        self._tif = tifffile.TiffWriter(
+            self.path, bigtiff=self._bigtiff, byteorder="<", ome=False
+        )
 
     def _write(self, frame: np.ndarray, meta: dict[str, Any]) -> None:
         description = json.dumps({_FRAME_KEY: self.frames_written, **meta})
@@ -356,13 +357,7 @@ class OmeZarrWriter(_FrameWriter):
             format=ome_writers.OmeZarrFormat(backend="zarr-python"),
             overwrite=self._overwrite,
         )
-        try:
-            self._stream = ome_writers.create_stream(settings)
-        except OSError as exc:
-            raise OutputLocationError(
-                f"Cannot create {self.path}: {exc.strerror or exc}. Check that the "
-                "folder exists and is writable."
-            ) from exc
+        self._stream = ome_writers.create_stream(settings)
 
     def _write(self, frame: np.ndarray, meta: dict[str, Any]) -> None:
         self._stream.append(frame)
