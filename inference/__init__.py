@@ -32,6 +32,7 @@ from ._networks import (
 )
 from ._normalize import Normalization
 from ._pairs import PairConfig, PairSampler, target_for_dpm
+from ._refocuser import Refocuser
 from ._register import estimate_shift, register_pair
 from ._stacks import ZStack, read_stacks
 from ._train import TrainConfig, Trainer
@@ -49,6 +50,7 @@ __all__ = [
     "Normalization",
     "PairConfig",
     "PairSampler",
+    "Refocuser",
     "StackFormatError",
     "TrainConfig",
     "Trainer",

@@ -31,8 +31,7 @@ def test_default_model_refocuses_a_fresh_worm_better_than_identity() -> None:
     from acquisition import DeepzCore
     from acquisition.simulator import bench_for
     from hardware_configs import SIMULATOR_CONFIG
-    from inference import GeneratorConfig, Normalization, required_multiple
-    from inference._apply import predict_normalized
+    from inference import Refocuser
     from inference._evaluate import centre_crop_window
     from inference._stacks import ZStack
 
@@ -53,22 +52,15 @@ def test_default_model_refocuses_a_fresh_worm_better_than_identity() -> None:
         del core
         gc.collect()
 
-    generator, info = load_model(DEFAULT_MODEL_NAME)
     stack = ZStack(
         data=np.stack(planes), z_um=np.array([-4.0, 0.0, 4.0]),
         pixel_um=(0.325, 0.325), source="fresh worm",
     )  # fmt: skip
     window = centre_crop_window(stack, 128)
-    planes = [p[window] for p in planes]
-    norm = Normalization.from_dict(info.normalization)
-    assert norm.offset == pytest.approx(offset)
-    scale = norm.scale_of(planes[1])
-    source = norm.apply(planes[1], scale)
-    predicted = predict_normalized(
-        generator, source, np.array([-4.0, 4.0]), dpm_scale_um=info.dpm_scale_um,
-        multiple=required_multiple(GeneratorConfig.from_dict(info.generator)),
-    )  # fmt: skip
-    for guess, real in zip(predicted, (planes[0], planes[2]), strict=True):
-        target = norm.apply(real, scale)
-        data_range = float(target.max() - target.min())
-        assert psnr(guess, target, data_range) > psnr(source, target, data_range) + 1.0
+    below, focal, above = (p[window] for p in planes)
+    refocuser = Refocuser(DEFAULT_MODEL_NAME)
+    assert refocuser.normalization.offset == pytest.approx(offset)
+    predicted = refocuser.refocus(focal, [-4.0, 4.0])
+    for guess, real in zip(predicted, (below, above), strict=True):
+        data_range = float(real.max() - real.min())
+        assert psnr(guess, real, data_range) > psnr(focal, real, data_range) + 1.0

@@ -1,0 +1,213 @@
+"""`Refocuser`: a Deep-Z model ready to turn frames into virtual stacks.
+
+Load a model once, then call `Refocuser.refocus` (a flat stack of planes) or
+`Refocuser.refocus_surface` (a tilted or curved surface) per frame. Frames of any size
+and dtype are accepted: they are normalized exactly as in training, reflect-padded to
+the size the network needs, and the output is cropped back and returned as float32 in
+the input's intensity units. Network inputs are allocated once per frame shape and
+plane count and reused.
+
+Backends: ``torch`` (CPU, or CUDA with ``device="cuda"``). ``backend="auto"`` picks
+the fastest one installed; today that is torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from inference._apply import pad_to_multiple
+from inference._errors import InferenceError
+from inference._modelfile import DEFAULT_MODEL_NAME, load_model
+from inference._networks import GeneratorConfig, required_multiple
+from inference._normalize import Normalization
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    from numpy.typing import ArrayLike
+
+BACKENDS = ("torch",)
+
+
+class Refocuser:
+    """A loaded Deep-Z model that refocuses single frames.
+
+    Parameters
+    ----------
+    model : str or Path
+        A bundled model name (``"default"``) or a model file.
+    backend : str
+        ``"auto"`` or one of `BACKENDS`.
+    device : str
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (``"auto"``: CUDA when available).
+    threads : int, optional
+        CPU threads for torch (default: torch's own choice).
+    batch_size : int
+        Planes computed per network call.
+
+    Examples
+    --------
+    >>> refocuser = Refocuser("default")                            # doctest: +SKIP
+    >>> volume = refocuser.refocus(frame, planes_um=range(-8, 9, 2))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: str | Path = DEFAULT_MODEL_NAME,
+        *,
+        backend: str = "auto",
+        device: str = "cpu",
+        threads: int | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        if backend == "auto":
+            backend = BACKENDS[0]
+        if backend not in BACKENDS:
+            raise InferenceError(
+                f"Backend {backend!r} is not available; choose one of "
+                f"{', '.join(BACKENDS)} (or 'auto')."
+            )
+        if batch_size < 1:
+            raise InferenceError(f"batch_size must be ≥ 1, got {batch_size}.")
+        import torch
+
+        from inference._train import pick_device
+
+        self.backend = backend
+        self.device = pick_device(device)
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        self._generator, self.info = load_model(model, device=str(self.device))
+        if self.info.training.get("cross_modality"):
+            raise InferenceError(
+                f"{self.info.name!r} is a cross-modality model; the Refocuser serves "
+                "same-modality refocusing models only (use deepz evaluate for "
+                "cross-modality models)."
+            )
+        if self.device.type == "cpu":
+            self._generator = self._generator.to(memory_format=torch.channels_last)
+        self.normalization = Normalization.from_dict(self.info.normalization)
+        self.multiple = required_multiple(
+            GeneratorConfig.from_dict(self.info.generator)
+        )
+        self.batch_size = batch_size
+        self._buffers: dict[tuple[int, int, int], Any] = {}
+
+    # -- public --------------------------------------------------------------------
+    @property
+    def dz_range_um(self) -> float:
+        """The refocusing range the model was trained for (±µm)."""
+        return float(self.info.dz_range_um)
+
+    def refocus(self, frame: ArrayLike, planes_um: Sequence[float]) -> np.ndarray:
+        """Refocus one frame to flat planes ``planes_um`` (µm from the frame's focus).
+
+        Returns
+        -------
+        ndarray (N, Y, X), float32, in the frame's intensity units.
+        """
+        planes = np.atleast_1d(np.asarray(planes_um, dtype=np.float64))
+        if planes.ndim != 1 or planes.size == 0:
+            raise InferenceError(
+                "planes_um must be a non-empty list of distances (µm)."
+            )
+        self._check_range(planes)
+        image = self._check_frame(frame)
+        dpm = np.broadcast_to(
+            planes.astype(np.float32)[:, None, None], (planes.size, *image.shape)
+        )
+        return self._run(image, dpm)
+
+    def refocus_surface(self, frame: ArrayLike, dpm_um: ArrayLike) -> np.ndarray:
+        """Refocus one frame onto a surface: ``dpm_um[y, x]`` µm at each pixel.
+
+        Returns
+        -------
+        ndarray (Y, X), float32, in the frame's intensity units.
+        """
+        image = self._check_frame(frame)
+        dpm = np.asarray(dpm_um, dtype=np.float32)
+        if dpm.shape != image.shape:
+            raise InferenceError(
+                f"The DPM has shape {dpm.shape} but the frame {image.shape}; give one "
+                "refocusing distance per pixel."
+            )
+        if not np.all(np.isfinite(dpm)):
+            raise InferenceError("The DPM contains NaN or infinite values.")
+        self._check_range(dpm)
+        return self._run(image, dpm[None])[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"Refocuser({self.info.name!r}, backend={self.backend!r}, "
+            f"device={str(self.device)!r}, range=±{self.dz_range_um:g} µm)"
+        )
+
+    # -- internals -----------------------------------------------------------------
+    def _check_frame(self, frame: ArrayLike) -> np.ndarray:
+        image = np.asarray(frame)
+        if image.ndim != 2:
+            raise InferenceError(
+                f"Expected one 2-D frame (Y, X), got an array of shape {image.shape}."
+            )
+        if (
+            not (
+                np.issubdtype(image.dtype, np.integer)
+                or np.issubdtype(image.dtype, np.floating)
+            )
+            or image.dtype == np.bool_
+        ):
+            raise InferenceError(
+                f"Frames must be integer or float images, got dtype {image.dtype}."
+            )
+        if min(image.shape) < 2:
+            raise InferenceError(f"Frame of shape {image.shape} is too small.")
+        return image.astype(np.float32, copy=False)
+
+    def _check_range(self, dpm: np.ndarray) -> None:
+        limit = self.dz_range_um * (1 + 1e-6)
+        worst = float(np.max(np.abs(dpm)))
+        if worst > limit:
+            raise InferenceError(
+                f"Refocusing by {worst:g} µm is outside the model's trained range "
+                f"±{self.dz_range_um:g} µm; choose planes within it."
+            )
+
+    def _input_buffer(self, n: int, height: int, width: int) -> Any:
+        """The (n, 2, H, W) network input for this shape, allocated once."""
+        import torch
+
+        key = (n, height, width)
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            buffer = torch.empty((n, 2, height, width), device=self.device)
+            if self.device.type == "cpu":
+                buffer = buffer.to(memory_format=torch.channels_last)
+            self._buffers[key] = buffer
+        return buffer
+
+    def _run(self, image: np.ndarray, dpm_um: np.ndarray) -> np.ndarray:
+        import torch
+
+        scale = self.normalization.scale_of(image)
+        normalized = self.normalization.apply(image, scale)
+        padded, crop = pad_to_multiple(normalized, self.multiple)
+        padded_dpm, _ = pad_to_multiple(
+            np.asarray(dpm_um, np.float32) / np.float32(self.info.dpm_scale_um),
+            self.multiple,
+        )
+        n_out = dpm_um.shape[0]
+        out = np.empty((n_out, *image.shape), np.float32)
+        image_t = torch.from_numpy(np.ascontiguousarray(padded)).to(self.device)
+        with torch.inference_mode():
+            for start in range(0, n_out, self.batch_size):
+                chunk = padded_dpm[start : start + self.batch_size]
+                x = self._input_buffer(chunk.shape[0], *padded.shape)
+                x[:, 0].copy_(image_t.expand(chunk.shape[0], *padded.shape))
+                x[:, 1].copy_(torch.from_numpy(np.ascontiguousarray(chunk)))
+                y = self._generator(x)[:, 0, crop[0], crop[1]]
+                out[start : start + chunk.shape[0]] = y.float().cpu().numpy()
+        return self.normalization.invert(out, scale)

@@ -1,0 +1,140 @@
+"""Refocuser: normalization, padding/cropping, surfaces, buffers, clear errors."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+
+from inference import (
+    GeneratorConfig,
+    InferenceError,
+    ModelInfo,
+    Refocuser,
+    build_generator,
+    save_model,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+torch = pytest.importorskip("torch")
+
+
+def _save(path: Path, config: GeneratorConfig, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    generator = build_generator(config)
+    if not config.residual:  # give the random network some non-trivial output
+        with torch.no_grad():
+            for p in generator.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    info = ModelInfo(
+        format_version=1,
+        name="test",
+        generator=config.to_dict(),
+        normalization={"offset": 100.0, "percentile": 99.5, "min_scale": 1.0},
+        pixel_size_um=0.325,
+        wavelength_um=0.525,
+        na=0.75,
+        dz_range_um=6.0,
+        dpm_scale_um=6.0,
+        training={},
+        validation={},
+        created="2026-11-21T00:00:00+00:00",
+        software={},
+    )
+    save_model(path, generator, info)
+    return path
+
+
+@pytest.fixture
+def identity_model(tmp_path: Path) -> Path:
+    # residual U-Net with its zero-initialised head: exactly "no refocusing"
+    return _save(
+        tmp_path / "identity.safetensors", GeneratorConfig(base_width=4, depth=2)
+    )
+
+
+@pytest.fixture
+def random_model(tmp_path: Path) -> Path:
+    config = GeneratorConfig(base_width=4, depth=2, residual=False)
+    return _save(tmp_path / "random.safetensors", config)
+
+
+def _frame(shape=(37, 50), dtype=np.uint16) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return (100 + rng.gamma(2.0, 300.0, shape)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.float64])
+def test_identity_model_returns_the_frame_in_its_units(identity_model, dtype) -> None:
+    """Normalization and its inverse, padding and cropping are exact."""
+    frame = _frame(dtype=dtype)
+    volume = Refocuser(identity_model).refocus(frame, [-4.0, 0.0, 2.5])
+    assert volume.shape == (3, *frame.shape)
+    assert volume.dtype == np.float32
+    for plane in volume:
+        np.testing.assert_allclose(
+            plane, frame.astype(np.float32), rtol=1e-5, atol=1e-2
+        )
+
+
+def test_odd_sizes_are_padded_and_cropped_back(random_model) -> None:
+    """37×50 → reflect-padded to a multiple (centred), run, cropped, de-normalized."""
+    from inference import Normalization, load_model
+
+    refocuser = Refocuser(random_model)
+    frame = _frame((37, 50)).astype(np.float32)
+    got = refocuser.refocus(frame, [3.0])[0]
+
+    generator, info = load_model(random_model)
+    norm = Normalization.from_dict(info.normalization)
+    scale = norm.scale_of(frame)
+    m = refocuser.multiple
+    assert m == 4  # depth-2 U-Net
+    # 37 rows → 40 (1 above, 2 below); 50 columns → 52 (1 left, 1 right)
+    image = np.pad(norm.apply(frame, scale), ((1, 2), (1, 1)), mode="reflect")
+    dpm = np.full(image.shape, 3.0 / info.dpm_scale_um, np.float32)
+    x = torch.from_numpy(np.stack([image, dpm])[None].astype(np.float32))
+    with torch.inference_mode():
+        y = generator(x)[0, 0].numpy()[1:38, 1:51]
+    expected = norm.invert(y, scale)
+    assert got.shape == frame.shape
+    # float32 summation order differs (channels-last convolutions): ~0.01 counts
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=5e-2)
+
+
+def test_surface_with_a_constant_dpm_equals_the_flat_plane(random_model) -> None:
+    refocuser = Refocuser(random_model)
+    frame = _frame()
+    flat = refocuser.refocus(frame, [2.0])[0]
+    surface = refocuser.refocus_surface(frame, np.full(frame.shape, 2.0))
+    np.testing.assert_allclose(surface, flat, rtol=1e-5, atol=1e-3)
+    tilted = np.tile(np.linspace(-3, 3, frame.shape[1]), (frame.shape[0], 1))
+    assert not np.allclose(refocuser.refocus_surface(frame, tilted), flat)
+
+
+def test_network_inputs_are_allocated_once_per_shape(random_model) -> None:
+    refocuser = Refocuser(random_model, batch_size=4)
+    frame = _frame()
+    refocuser.refocus(frame, [1.0, 2.0, 3.0, 4.0])
+    buffer = next(iter(refocuser._buffers.values()))
+    refocuser.refocus(frame + 1, [0.5, 1.5, 2.5, 3.5])
+    assert len(refocuser._buffers) == 1
+    assert next(iter(refocuser._buffers.values())) is buffer
+
+
+def test_clear_errors(random_model) -> None:
+    refocuser = Refocuser(random_model)
+    frame = _frame()
+    with pytest.raises(InferenceError, match="trained range"):
+        refocuser.refocus(frame, [8.0])
+    with pytest.raises(InferenceError, match="2-D frame"):
+        refocuser.refocus(np.stack([frame, frame]), [1.0])
+    with pytest.raises(InferenceError, match="dtype"):
+        refocuser.refocus(frame.astype(bool), [1.0])
+    with pytest.raises(InferenceError, match="one refocusing distance per pixel"):
+        refocuser.refocus_surface(frame, np.zeros((3, 3)))
+    with pytest.raises(InferenceError, match="not available"):
+        Refocuser(random_model, backend="tensorrt")
