@@ -333,6 +333,29 @@ def register(app: typer.Typer) -> None:
         _say(f"Saved model to {out}")
 
     @app.command()
+    def export(
+        model: Annotated[
+            str, typer.Argument(help="Model file, or the name of a bundled model.")
+        ],
+        out: Annotated[Path, typer.Option("--out", help="File to write.")],
+        format: Annotated[
+            str, typer.Option("--format", help="onnx (tensorrt: not implemented yet).")
+        ] = "onnx",
+    ) -> None:
+        """Export a model for other runtimes (ONNX)."""
+        from inference import InferenceError, export_onnx
+
+        if format == "tensorrt":
+            raise InferenceError(
+                "TensorRT export is not implemented yet; export ONNX (--format onnx) "
+                "and build an engine with TensorRT's trtexec on the GPU machine."
+            )
+        if format != "onnx":
+            raise typer.BadParameter("--format must be onnx or tensorrt.")
+        path = export_onnx(model, out)
+        _say(f"Exported {model} to {path}")
+
+    @app.command()
     def evaluate(
         model: Annotated[
             str, typer.Argument(help="Model file, or the name of a bundled model.")

@@ -11,6 +11,7 @@ from ._errors import (
     StackFormatError,
 )
 from ._evaluate import BinMetrics, EvaluationResult, evaluate_stacks, plot_evaluation
+from ._export import export_onnx
 from ._metrics import nrmse, psnr, ssim
 from ._modelfile import (
     DEFAULT_MODEL_NAME,
@@ -62,6 +63,7 @@ __all__ = [
     "estimate_gflops",
     "estimate_shift",
     "evaluate_stacks",
+    "export_onnx",
     "load_model",
     "nrmse",
     "plot_evaluation",

@@ -119,10 +119,10 @@ def test_network_inputs_are_allocated_once_per_shape(random_model) -> None:
     refocuser = Refocuser(random_model, batch_size=4)
     frame = _frame()
     refocuser.refocus(frame, [1.0, 2.0, 3.0, 4.0])
-    buffer = next(iter(refocuser._buffers.values()))
+    buffer = next(iter(refocuser._backend.buffers.values()))
     refocuser.refocus(frame + 1, [0.5, 1.5, 2.5, 3.5])
-    assert len(refocuser._buffers) == 1
-    assert next(iter(refocuser._buffers.values())) is buffer
+    assert len(refocuser._backend.buffers) == 1
+    assert next(iter(refocuser._backend.buffers.values())) is buffer
 
 
 def test_clear_errors(random_model) -> None:
@@ -138,3 +138,65 @@ def test_clear_errors(random_model) -> None:
         refocuser.refocus_surface(frame, np.zeros((3, 3)))
     with pytest.raises(InferenceError, match="not available"):
         Refocuser(random_model, backend="tensorrt")
+
+
+@pytest.fixture
+def onnx_cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_onnx_export_matches_torch_and_explains_itself(random_model, tmp_path) -> None:
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from inference import export_onnx, load_model
+
+    out = export_onnx(random_model, tmp_path / "m.onnx")
+    proto = onnx.load(str(out))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert '"dz_range_um": 6.0' in meta["deepz-live"]
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    generator, _ = load_model(random_model)
+    for shape in [(3, 2, 32, 48), (1, 2, 64, 20)]:
+        x = torch.randn(*shape)
+        with torch.inference_mode():
+            ref = generator(x).numpy()
+        got = session.run(["y"], {"x": x.numpy()})[0]
+        assert np.abs(got - ref).max() <= 1e-3 * (ref.max() - ref.min())
+
+
+def test_onnxruntime_backend_agrees_with_torch(random_model, onnx_cache) -> None:
+    pytest.importorskip("onnxruntime")
+    frame = _frame()
+    planes = [-5.0, -1.0, 0.0, 2.0, 6.0]
+    by_torch = Refocuser(random_model, backend="torch").refocus(frame, planes)
+    ort_refocuser = Refocuser(random_model, backend="onnxruntime", threads=1)
+    by_ort = ort_refocuser.refocus(frame, planes)
+    span = by_torch.max() - by_torch.min()
+    assert np.abs(by_ort - by_torch).max() <= 1e-3 * span
+    assert len(list(onnx_cache.rglob("*.onnx"))) == 1  # exported once, cached
+    Refocuser(random_model, backend="onnxruntime")
+    assert len(list(onnx_cache.rglob("*.onnx"))) == 1
+
+
+def test_cli_export_onnx(random_model, tmp_path, capsys) -> None:
+    pytest.importorskip("onnx")
+    from deepz._cli import main
+
+    out = tmp_path / "exported.onnx"
+    try:
+        main(["export", str(random_model), "--format", "onnx", "--out", str(out)])
+    except SystemExit as exc:
+        assert not exc.code, capsys.readouterr().err
+    assert out.exists() and out.stat().st_size > 1000
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(random_model), "--format", "tensorrt", "--out", str(out)])
+    assert info.value.code == 1
+    assert "TensorRT" in capsys.readouterr().err
+
+
+def test_auto_backend_is_onnxruntime_on_cpu_when_installed(random_model, onnx_cache):
+    pytest.importorskip("onnxruntime")
+    assert (
+        Refocuser(random_model, backend="auto", device="cpu").backend == "onnxruntime"
+    )
