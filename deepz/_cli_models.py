@@ -356,6 +356,65 @@ def register(app: typer.Typer) -> None:
         _say(f"Exported {model} to {path}")
 
     @app.command()
+    def bench(
+        model: Annotated[
+            list[str] | None,
+            typer.Option("--model", help="Model name or file (repeatable)."),
+        ] = None,
+        backend: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--backend",
+                help="torch, onnxruntime or auto (repeatable; default: all).",
+            ),
+        ] = None,
+        size: Annotated[
+            int, typer.Option("--size", help="Frame size (px, square).")
+        ] = 256,
+        planes: Annotated[
+            int, typer.Option("--planes", help="Planes per volume.")
+        ] = 21,
+        volumes: Annotated[int, typer.Option("--volumes", help="Volumes timed.")] = 20,
+        device: Annotated[str, typer.Option("--device")] = "cpu",
+        json_output: Annotated[
+            bool, typer.Option("--json", help="JSON on stdout.")
+        ] = False,
+    ) -> None:
+        """Measure volumes/s, latency and GFLOP/s of the Refocuser per backend."""
+        import importlib.util
+        import platform
+
+        from inference._bench import bench_all
+
+        backends = backend or [
+            b
+            for b in ("torch", "onnxruntime")
+            if b == "torch" or importlib.util.find_spec(b) is not None
+        ]
+        results = bench_all(
+            model or ["default"], backends, size=size, planes=planes,
+            volumes=volumes, device=device,
+        )  # fmt: skip
+        if json_output:
+            sys.stdout.write(json.dumps([r.to_dict() for r in results]) + "\n")
+            return
+        import os
+
+        sys.stdout.write(
+            f"Refocuser, {size}×{size} × {planes} planes, {volumes} volumes, "
+            f"{platform.machine()} with {os.cpu_count()} CPUs\n"
+            "| model | backend | volumes/s | planes/s | p50 ms | p99 ms | "
+            "GFLOP/volume | GFLOP/s |\n|---|---|---|---|---|---|---|---|\n"
+        )
+        for r in results:
+            sys.stdout.write(
+                f"| {r.model} | {r.backend} ({r.device}) | {r.volumes_per_s:.2f} | "
+                f"{r.plane_inferences_per_s:.1f} | {r.latency_p50_ms:.0f} | "
+                f"{r.latency_p99_ms:.0f} | {r.gflop_per_volume:.1f} | "
+                f"{r.achieved_gflop_per_s:.1f} |\n"
+            )
+
+    @app.command()
     def evaluate(
         model: Annotated[
             str, typer.Argument(help="Model file, or the name of a bundled model.")

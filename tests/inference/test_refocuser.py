@@ -200,3 +200,39 @@ def test_auto_backend_is_onnxruntime_on_cpu_when_installed(random_model, onnx_ca
     assert (
         Refocuser(random_model, backend="auto", device="cpu").backend == "onnxruntime"
     )
+
+
+def test_bench_reports_consistent_figures(random_model, onnx_cache) -> None:
+    from inference import GeneratorConfig, estimate_gflops, read_model_info
+    from inference._bench import bench_refocuser
+
+    result = bench_refocuser(
+        random_model, backend="torch", size=30, planes=3, volumes=4
+    )
+    data = result.to_dict()
+    for key in (
+        "model", "backend", "size", "planes", "volumes_per_s",
+        "latency_p50_ms", "latency_p99_ms", "gflop_per_volume",
+    ):  # fmt: skip
+        assert key in data
+    assert data["backend"] == "torch" and data["planes"] == 3
+    assert 0 < result.latency_p50_ms <= result.latency_p99_ms
+    assert result.plane_inferences_per_s == pytest.approx(3 * result.volumes_per_s)
+    config = GeneratorConfig.from_dict(read_model_info(random_model).generator)
+    # 30 px are padded to 32 for the depth-2 U-Net
+    assert result.gflop_per_volume == pytest.approx(3 * estimate_gflops(config, 32, 32))
+    assert result.achieved_gflop_per_s == pytest.approx(
+        result.gflop_per_volume * result.volumes_per_s
+    )
+
+
+def test_cli_bench_json(random_model, onnx_cache, capsys) -> None:
+    import json
+
+    from deepz._cli import main
+
+    args = ["bench", "--model", str(random_model), "--backend", "torch"]
+    main([*args, "--size", "32", "--planes", "2", "--volumes", "2", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["backend"] for r in rows] == ["torch"]
+    assert rows[0]["size"] == 32 and rows[0]["volumes_per_s"] > 0
