@@ -96,21 +96,18 @@ class DeepzCore(UniMMCore):
                 self._close_after_exposure()
 
     def startSequenceAcquisition(self, *args: Any, **kwargs: Any) -> None:
-        self._deepz_opened_shutter = self._open_for_exposure() or (
-            self._deepz_opened_shutter
-        )
-        try:
-            super().startSequenceAcquisition(*args, **kwargs)
-        except BaseException:
-            self._release_sequence_shutter()
-            raise
+        self._start_stream(super().startSequenceAcquisition, *args, **kwargs)
 
     def startContinuousSequenceAcquisition(self, *args: Any, **kwargs: Any) -> None:
+        self._start_stream(super().startContinuousSequenceAcquisition, *args, **kwargs)
+
+    def _start_stream(self, start: Any, *args: Any, **kwargs: Any) -> None:
+        """Open the shutter for a stream, then start it; close it again on failure."""
         self._deepz_opened_shutter = self._open_for_exposure() or (
             self._deepz_opened_shutter
         )
         try:
-            super().startContinuousSequenceAcquisition(*args, **kwargs)
+            start(*args, **kwargs)
         except BaseException:
             self._release_sequence_shutter()
             raise

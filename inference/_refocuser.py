@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inference._apply import pad_to_multiple
+from inference._apply import run_in_batches
 from inference._errors import InferenceError
 from inference._modelfile import DEFAULT_MODEL_NAME, load_model
 from inference._networks import GeneratorConfig, required_multiple
@@ -276,17 +276,12 @@ class Refocuser:
 
     def _run(self, image: np.ndarray, dpm_um: np.ndarray) -> np.ndarray:
         scale = self.normalization.scale_of(image)
-        normalized = self.normalization.apply(image, scale)
-        padded, crop = pad_to_multiple(normalized, self.multiple)
-        padded_dpm, _ = pad_to_multiple(
-            np.asarray(dpm_um, np.float32) / np.float32(self.info.dpm_scale_um),
-            self.multiple,
+        out = run_in_batches(
+            self._backend.run,
+            self.normalization.apply(image, scale),
+            dpm_um,
+            dpm_scale_um=self.info.dpm_scale_um,
+            multiple=self.multiple,
+            batch_size=self.batch_size,
         )
-        padded = np.ascontiguousarray(padded, np.float32)
-        n_out = dpm_um.shape[0]
-        out = np.empty((n_out, *image.shape), np.float32)
-        for start in range(0, n_out, self.batch_size):
-            chunk = padded_dpm[start : start + self.batch_size]
-            y = self._backend.run(padded, chunk)
-            out[start : start + chunk.shape[0]] = y[:, crop[0], crop[1]]
         return self.normalization.invert(out, scale)
