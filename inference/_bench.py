@@ -83,7 +83,9 @@ def bench_refocuser(
     lat = np.array(latencies)
     config = GeneratorConfig.from_dict(refocuser.info.generator)
     padded = -(-size // required_multiple(config)) * required_multiple(config)
-    gflop = estimate_gflops(config, padded, padded) * planes
+    # a stack model computes all its planes in one pass, whatever is asked for
+    passes = 1 if config.is_stack else planes
+    gflop = estimate_gflops(config, padded, padded) * passes
     rate = volumes / lat.sum()
     return BenchResult(
         model=refocuser.info.name,

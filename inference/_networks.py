@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from torch import nn
 
 GENERATOR_ARCHITECTURE = "deepz-unet"
+#: The faster variant: the image alone in, a fixed stack of planes out (one pass).
+STACK_ARCHITECTURE = "deepz-stack"
+GENERATOR_ARCHITECTURES = (GENERATOR_ARCHITECTURE, STACK_ARCHITECTURE)
 DISCRIMINATOR_ARCHITECTURE = "patchgan"
 
 NORMS = ("group", "batch", "none")
@@ -80,14 +84,24 @@ def _from_dict(cls: type, data: Mapping[str, Any]) -> Any:
 class GeneratorConfig:
     """Hyper-parameters of the Deep-Z U-Net generator.
 
+    Two architectures share the U-Net body:
+
+    - ``"deepz-unet"`` (Deep-Z as published): input ``[image, DPM]``, output the
+      image refocused by the DPM. One pass per output plane.
+    - ``"deepz-stack"``: input the image alone, output a fixed stack of planes at
+      ``planes_um`` (evenly spaced). One pass gives the whole volume, so the
+      encoder and decoder work is shared by all planes; planes and surfaces in
+      between are interpolated linearly along z (see `interpolate_planes`).
+
     Parameters
     ----------
     architecture : str
-        Architecture name; only ``"deepz-unet"`` exists.
+        ``"deepz-unet"`` or ``"deepz-stack"``.
     in_channels : int
-        Input channels: 2 for ``[image, DPM]``.
+        Input channels: 2 for ``[image, DPM]``; 1 for ``"deepz-stack"``.
     out_channels : int
-        Output channels: 1 for the refocused image.
+        Output channels: 1 for the refocused image; ``len(planes_um)`` for
+        ``"deepz-stack"``.
     base_width : int
         Feature channels at full resolution; they double at each down-sampling.
     depth : int
@@ -108,6 +122,9 @@ class GeneratorConfig:
     upsampling : str
         ``"bilinear"`` (1×1 convolution, then ×2 bilinear interpolation) or
         ``"transpose"`` (2×2 transposed convolution, stride 2).
+    planes_um : tuple of float
+        ``"deepz-stack"`` only: the refocusing distances of the output channels,
+        increasing and evenly spaced (µm). Empty for ``"deepz-unet"``.
     """
 
     architecture: str = GENERATOR_ARCHITECTURE
@@ -120,9 +137,13 @@ class GeneratorConfig:
     activation: str = "leaky_relu"
     downsampling: str = "maxpool"
     upsampling: str = "bilinear"
+    planes_um: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_choice("architecture", self.architecture, (GENERATOR_ARCHITECTURE,))
+        _check_choice("architecture", self.architecture, GENERATOR_ARCHITECTURES)
+        # JSON gives lists; a frozen config must stay hashable
+        object.__setattr__(self, "planes_um", tuple(float(p) for p in self.planes_um))
+        self._check_planes()
         _check_int("in_channels", self.in_channels, 1)
         _check_int("out_channels", self.out_channels, 1)
         _check_int("base_width", self.base_width, 1)
@@ -135,9 +156,60 @@ class GeneratorConfig:
         _check_choice("downsampling", self.downsampling, DOWNSAMPLINGS)
         _check_choice("upsampling", self.upsampling, UPSAMPLINGS)
 
+    def _check_planes(self) -> None:
+        planes = self.planes_um
+        if not self.is_stack:
+            if planes:
+                raise ValueError(
+                    f"planes_um is for the {STACK_ARCHITECTURE!r} architecture only"
+                )
+            return
+        if len(planes) < 2:
+            raise ValueError(
+                f"{STACK_ARCHITECTURE!r} needs at least 2 planes_um, got {planes}"
+            )
+        steps = [b - a for a, b in itertools.pairwise(planes)]
+        if min(steps) <= 0 or max(steps) - min(steps) > 1e-6 * max(steps):
+            raise ValueError(
+                f"planes_um must increase in equal steps, got {list(planes)}"
+            )
+        if self.in_channels != 1 or self.out_channels != len(planes):
+            raise ValueError(
+                f"{STACK_ARCHITECTURE!r} takes 1 input channel and gives one output "
+                f"channel per plane ({len(planes)}), got in_channels="
+                f"{self.in_channels}, out_channels={self.out_channels}"
+            )
+
+    @property
+    def is_stack(self) -> bool:
+        """True for ``"deepz-stack"``: one pass outputs the fixed planes."""
+        return self.architecture == STACK_ARCHITECTURE
+
+    @classmethod
+    def stack(
+        cls, dz_range_um: float, step_um: float, **fields: Any
+    ) -> GeneratorConfig:
+        """A ``"deepz-stack"`` configuration with planes ``-range:+range:step``."""
+        n = round(2 * dz_range_um / step_um)
+        if n < 1 or abs(n * step_um - 2 * dz_range_um) > 1e-6 * dz_range_um:
+            raise ValueError(
+                f"the plane step {step_um} µm must divide the range "
+                f"±{dz_range_um} µm into whole steps"
+            )
+        planes = tuple(float(-dz_range_um + k * step_um) for k in range(n + 1))
+        return cls(
+            architecture=STACK_ARCHITECTURE,
+            in_channels=1,
+            out_channels=len(planes),
+            planes_um=planes,
+            **fields,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as a JSON-serialisable dict."""
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["planes_um"] = list(self.planes_um)
+        return d
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GeneratorConfig:

@@ -575,6 +575,68 @@ class PairSampler:
             y[k, 0] = target
         return x, y
 
+    def stack_batch(
+        self, n: int, rng: np.random.Generator, planes_um: Sequence[float]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Draw ``n`` inputs, each with its targets at every distance of a fixed stack.
+
+        For the ``"deepz-stack"`` architecture: the network sees the input plane
+        alone and predicts all ``planes_um`` at once. A distance that leaves the
+        recorded stack has no target; ``mask`` marks it so the loss skips it.
+        Cross-modality targets are not supported here.
+
+        Returns
+        -------
+        x : numpy.ndarray
+            ``(n, 1, crop, crop)`` float32 normalized inputs.
+        y : numpy.ndarray
+            ``(n, K, crop, crop)`` float32 normalized targets (0 where masked).
+        mask : numpy.ndarray
+            ``(n, K)`` float32, 1 where the target exists.
+
+        Raises
+        ------
+        ValueError
+            With target stacks (cross-modality).
+        """
+        if self._targets is not None:
+            raise ValueError(
+                "stack batches are for same-modality training; cross-modality "
+                "targets need the deepz-unet architecture"
+            )
+        crop = self.config.crop
+        distances = np.asarray(planes_um, dtype=np.float64)
+        x = np.empty((n, 1, crop, crop), dtype=np.float32)
+        y = np.zeros((n, distances.size, crop, crop), dtype=np.float32)
+        mask = np.zeros((n, distances.size), dtype=np.float32)
+        for k in range(n):
+            index = int(rng.choice(len(self._regions), p=self._weights))
+            region = self._regions[index]
+            stack = self._stacks[region.stack_index]
+            y0 = int(rng.integers(region.y_start, region.y_stop - crop + 1))
+            x0 = int(rng.integers(region.x_start, region.x_stop - crop + 1))
+            plane = int(rng.integers(stack.shape[0]))
+            window = (slice(y0, y0 + crop), slice(x0, x0 + crop))
+            raw_input = stack.data[plane][window]
+            scale = self.normalization.scale_of(raw_input)
+            x[k, 0] = self.normalization.apply(raw_input, scale)
+            z = stack.z_um[plane] + distances
+            inside = (z >= stack.z_um[0] - _Z_TOLERANCE_UM) & (
+                z <= stack.z_um[-1] + _Z_TOLERANCE_UM
+            )
+            for j in np.flatnonzero(inside):
+                y[k, j] = self.normalization.apply(
+                    _plane_at(stack, float(z[j]), window), scale
+                )
+            mask[k] = inside
+            turns = int(rng.integers(4)) if self.config.rotations else 0
+            flip = bool(self.config.flips and rng.random() < 0.5)
+            for array in (x[k], y[k]):
+                # a copy: rot90 is a view of the array it is written back into
+                turned = np.rot90(array, turns, axes=(-2, -1)).copy()
+                array[...] = turned[..., ::-1] if flip else turned
+        return x, y, mask
+
     def validation_pairs(
         self, n_inputs: int = 8, dz_values: ArrayLike | None = None
     ) -> list[ValidationPair]:
@@ -746,6 +808,20 @@ class PairSampler:
             f"stacks={list(self.stack_indices)}, crop={self.config.crop}, "
             f"dz_range_um={self.config.dz_range_um})"
         )
+
+
+def _plane_at(stack: ZStack, z: float, window: tuple[slice, slice]) -> np.ndarray:
+    """The stack's image at one z (linear between the two bracketing planes)."""
+    z_planes = stack.z_um
+    z = min(max(z, z_planes[0]), z_planes[-1])
+    below = int(np.searchsorted(z_planes, z, side="right")) - 1
+    below = min(max(below, 0), len(z_planes) - 2)
+    weight = (z - z_planes[below]) / (z_planes[below + 1] - z_planes[below])
+    lower = stack.data[below][window].astype(np.float32)
+    if weight < 1e-9:
+        return lower
+    upper = stack.data[below + 1][window].astype(np.float32)
+    return lower + np.float32(weight) * (upper - lower)
 
 
 def _check_targets(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inference._apply import run_in_batches
+from inference._apply import apply_generator
 from inference._errors import InferenceError
 from inference._modelfile import DEFAULT_MODEL_NAME, load_model
 from inference._networks import GeneratorConfig, required_multiple
@@ -63,15 +63,15 @@ class _TorchBackend:
         self.generator = generator
         if device.type == "cpu":
             self.generator = generator.to(memory_format=torch.channels_last)
-        self.buffers: dict[tuple[int, int, int], Any] = {}
+        self.buffers: dict[tuple[int, int, int, int], Any] = {}
 
-    def _buffer(self, n: int, height: int, width: int) -> Any:
+    def _buffer(self, n: int, channels: int, height: int, width: int) -> Any:
         import torch
 
-        key = (n, height, width)
+        key = (n, channels, height, width)
         buffer = self.buffers.get(key)
         if buffer is None:
-            buffer = torch.empty((n, 2, height, width), device=self.device)
+            buffer = torch.empty((n, channels, height, width), device=self.device)
             if self.device.type == "cpu":
                 buffer = buffer.to(memory_format=torch.channels_last)
             self.buffers[key] = buffer
@@ -83,10 +83,19 @@ class _TorchBackend:
 
         n = dpm.shape[0]
         with torch.inference_mode():
-            x = self._buffer(n, *image.shape)
+            x = self._buffer(n, 2, *image.shape)
             x[:, 0].copy_(torch.from_numpy(image).expand(n, *image.shape))
             x[:, 1].copy_(torch.from_numpy(np.ascontiguousarray(dpm)))
             return self.generator(x)[:, 0].float().cpu().numpy()
+
+    def run_stack(self, image: np.ndarray) -> np.ndarray:
+        """(H, W) normalized image -> (K, H, W): the planes of a stack model."""
+        import torch
+
+        with torch.inference_mode():
+            x = self._buffer(1, 1, *image.shape)
+            x[0, 0].copy_(torch.from_numpy(image))
+            return self.generator(x)[0].float().cpu().numpy()
 
 
 class _OnnxRuntimeBackend:
@@ -110,17 +119,25 @@ class _OnnxRuntimeBackend:
         self.session = onnxruntime.InferenceSession(
             str(cached_onnx(model)), options, providers=["CPUExecutionProvider"]
         )
-        self.buffers: dict[tuple[int, int, int], np.ndarray] = {}
+        self.buffers: dict[tuple[int, int, int, int], np.ndarray] = {}
 
-    def run(self, image: np.ndarray, dpm: np.ndarray) -> np.ndarray:
-        n = dpm.shape[0]
-        key = (n, *image.shape)
+    def _buffer(self, n: int, channels: int, height: int, width: int) -> np.ndarray:
+        key = (n, channels, height, width)
         x = self.buffers.get(key)
         if x is None:
-            x = self.buffers[key] = np.empty((n, 2, *image.shape), np.float32)
+            x = self.buffers[key] = np.empty(key, np.float32)
+        return x
+
+    def run(self, image: np.ndarray, dpm: np.ndarray) -> np.ndarray:
+        x = self._buffer(dpm.shape[0], 2, *image.shape)
         x[:, 0] = image
         x[:, 1] = dpm
         return self.session.run(["y"], {"x": x})[0][:, 0]
+
+    def run_stack(self, image: np.ndarray) -> np.ndarray:
+        x = self._buffer(1, 1, *image.shape)
+        x[0, 0] = image
+        return self.session.run(["y"], {"x": x})[0][0]
 
 
 class Refocuser:
@@ -189,9 +206,8 @@ class Refocuser:
         )
         self.backend = backend
         self.normalization = Normalization.from_dict(self.info.normalization)
-        self.multiple = required_multiple(
-            GeneratorConfig.from_dict(self.info.generator)
-        )
+        self.config = GeneratorConfig.from_dict(self.info.generator)
+        self.multiple = required_multiple(self.config)
         self.batch_size = batch_size
 
     # -- public --------------------------------------------------------------------
@@ -214,10 +230,8 @@ class Refocuser:
             )
         self._check_range(planes)
         image = self._check_frame(frame)
-        dpm = np.broadcast_to(
-            planes.astype(np.float32)[:, None, None], (planes.size, *image.shape)
-        )
-        return self._run(image, dpm)
+        # one distance per plane: a stack model then picks planes, not pixels
+        return self._run(image, planes.astype(np.float32))
 
     def refocus_surface(self, frame: ArrayLike, dpm_um: ArrayLike) -> np.ndarray:
         """Refocus one frame onto a surface: ``dpm_um[y, x]`` µm at each pixel.
@@ -276,12 +290,12 @@ class Refocuser:
 
     def _run(self, image: np.ndarray, dpm_um: np.ndarray) -> np.ndarray:
         scale = self.normalization.scale_of(image)
-        out = run_in_batches(
-            self._backend.run,
+        out = apply_generator(
+            self._backend,
             self.normalization.apply(image, scale),
             dpm_um,
+            config=self.config,
             dpm_scale_um=self.info.dpm_scale_um,
-            multiple=self.multiple,
             batch_size=self.batch_size,
         )
         return self.normalization.invert(out, scale)

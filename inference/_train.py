@@ -151,6 +151,8 @@ class Trainer:
                 f"depth-{config.generator.depth} U-Net; choose e.g. "
                 f"{math.ceil(config.pairs.crop / multiple) * multiple}."
             )
+        if config.generator.is_stack:
+            _check_stack_training(config, target_stacks)
         self.normalization = normalization or Normalization.fit(self.stacks)
         self.target_stacks = None if target_stacks is None else list(target_stacks)
         self.target_normalization = (
@@ -203,30 +205,76 @@ class Trainer:
         )  # fmt: skip
 
     # -- one step ------------------------------------------------------------------
-    def _tensors(self, n: int) -> tuple[Any, Any]:
+    def _tensors(self, n: int) -> tuple[Any, ...]:
         import torch
 
-        x, y = self.train_pairs.batch(n, self.rng)
-        return (
-            torch.from_numpy(x).to(self.device),
-            torch.from_numpy(y).to(self.device),
-        )
+        if self.config.generator.is_stack:
+            arrays: tuple[np.ndarray, ...] = self.train_pairs.stack_batch(
+                n, self.rng, self.config.generator.planes_um
+            )
+        else:
+            arrays = self.train_pairs.batch(n, self.rng)
+        return tuple(torch.from_numpy(a).to(self.device) for a in arrays)
 
-    def step(self, batch: tuple[Any, Any] | None = None) -> dict[str, float]:
+    def step(self, batch: tuple[Any, ...] | None = None) -> dict[str, float]:
         """One optimisation step of the discriminator (if any) and the generator.
 
         Parameters
         ----------
-        batch : (x, y), optional
-            Network input (N, 2, H, W) and target (N, 1, H, W) tensors; by default a
-            fresh batch from the training pairs.
+        batch : (x, y) or (x, y, mask), optional
+            Network input (N, 2, H, W) and target (N, 1, H, W) tensors; for the
+            ``"deepz-stack"`` architecture input (N, 1, H, W), targets (N, K, H, W)
+            and a (N, K) mask of the targets that exist. By default a fresh batch
+            from the training pairs.
         """
+        cfg = self.config
+        tensors = self._tensors(cfg.batch_size) if batch is None else batch
+        if cfg.generator.is_stack:
+            return self._stack_step(*tensors)
+        return self._pair_step(*tensors)
+
+    def _stack_step(self, x: Any, y: Any, mask: Any) -> dict[str, float]:
+        """L1 + SSIM over every plane that has a target (no adversarial term)."""
         import torch
 
         from inference._metrics import ssim_torch
 
         cfg = self.config
-        x, y = self._tensors(cfg.batch_size) if batch is None else batch
+        with torch.autocast(self.device.type, enabled=self.use_amp):
+            fake = self.generator(x)
+        fake = fake.float()
+        valid = mask.reshape(-1) > 0
+        height, width = fake.shape[-2:]
+        fake_planes = fake.reshape(-1, 1, height, width)[valid]
+        true_planes = y.reshape(-1, 1, height, width)[valid]
+        l1 = (fake_planes - true_planes).abs().mean()
+        # SSIM on a random subset of the planes (as many as the batch has inputs,
+        # times 2): an unbiased estimate of the mean over all planes at a
+        # twentieth of the cost; single-channel convolutions are slow on CPUs.
+        subset = torch.randperm(fake_planes.shape[0], device=self.device)[
+            : 2 * x.shape[0]
+        ]
+        l_ssim = 1 - ssim_torch(fake_planes[subset], true_planes[subset], 1.0)
+        loss_g = cfg.weight_l1 * l1 + cfg.weight_ssim * l_ssim
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_g).backward()
+        self.scaler.unscale_(self.opt_g)
+        torch.nn.utils.clip_grad_norm_(self.generator.parameters(), cfg.grad_clip)
+        self.scaler.step(self.opt_g)
+        self.scaler.update()
+        return {
+            "generator": float(loss_g.detach()),
+            "l1": float(l1.detach()),
+            "ssim": float(l_ssim.detach()),
+            "adversarial": 0.0,
+        }
+
+    def _pair_step(self, x: Any, y: Any) -> dict[str, float]:
+        import torch
+
+        from inference._metrics import ssim_torch
+
+        cfg = self.config
         data_range = 1.0  # normalized units: the input's robust maximum is 1
         autocast = torch.autocast(self.device.type, enabled=self.use_amp)
         losses: dict[str, float] = {}
@@ -279,7 +327,6 @@ class Trainer:
         from inference._apply import predict_normalized
 
         self.generator.eval()
-        multiple = required_multiple(self.config.generator)
         crop = self.config.pairs.crop  # held-out windows the size of training crops
 
         def predict(normalized: np.ndarray, dz: np.ndarray) -> np.ndarray:
@@ -288,7 +335,6 @@ class Trainer:
                 normalized,
                 dz,
                 dpm_scale_um=self.config.pairs.dz_range_um,
-                multiple=multiple,
                 device=self.device,
             )
 
@@ -481,6 +527,28 @@ class Trainer:
                 for s in self.target_stacks
             ],
         }
+
+
+def _check_stack_training(
+    config: TrainConfig, target_stacks: Sequence[ZStack] | None
+) -> None:
+    """The ``"deepz-stack"`` architecture's training limits, as clear errors."""
+    if config.discriminator is not None:
+        raise InferenceError(
+            "The deepz-stack architecture trains without the adversarial term; "
+            "train it with --no-gan (TrainConfig.discriminator=None)."
+        )
+    if target_stacks is not None:
+        raise InferenceError(
+            "Cross-modality training needs the deepz-unet architecture; the "
+            "deepz-stack architecture refocuses within one modality."
+        )
+    reach = max(abs(p) for p in config.generator.planes_um)
+    if reach > config.pairs.dz_range_um + 1e-9:
+        raise InferenceError(
+            f"The stack's planes reach ±{reach:g} µm but the training range is "
+            f"±{config.pairs.dz_range_um:g} µm; make the range at least as large."
+        )
 
 
 def _deepz_version() -> dict[str, str]:
