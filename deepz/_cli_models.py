@@ -170,10 +170,30 @@ def register(app: typer.Typer) -> None:
         base_width: Annotated[
             int, typer.Option("--base-width", help="U-Net channels at full size.")
         ] = 16,
+        architecture: Annotated[
+            str,
+            typer.Option(
+                "--architecture",
+                help="'unet': Deep-Z as published, one network pass per plane. "
+                "'stack': one pass outputs the planes -range:+range:--stack-step-um "
+                "(faster; planes in between are interpolated).",
+            ),
+        ] = "unet",
+        stack_step_um: Annotated[
+            float,
+            typer.Option(
+                "--stack-step-um", help="Plane step of --architecture stack (µm)."
+            ),
+        ] = 0.5,
         gan: Annotated[
-            bool,
-            typer.Option("--gan/--no-gan", help="Train with the adversarial term."),
-        ] = True,
+            bool | None,
+            typer.Option(
+                "--gan/--no-gan",
+                help="Train with the adversarial term. Default: on for 'unet', "
+                "off for 'stack' (which trains without it).",
+                show_default=False,
+            ),
+        ] = None,
         split_by: Annotated[
             str,
             typer.Option(
@@ -225,11 +245,23 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         from inference import save_model
-        from inference._networks import DiscriminatorConfig
+        from inference._networks import DiscriminatorConfig, GeneratorConfig
         from inference._train import TrainConfig, Trainer, with_overrides
 
         if split_by not in ("stack", "region"):
             raise typer.BadParameter("--split-by must be 'stack' or 'region'.")
+        if architecture not in ("unet", "stack"):
+            raise typer.BadParameter("--architecture must be 'unet' or 'stack'.")
+        if gan is None:
+            gan = architecture == "unet"
+        generator = GeneratorConfig(base_width=base_width)
+        if architecture == "stack":
+            try:
+                generator = GeneratorConfig.stack(
+                    dz_range_um, stack_step_um, base_width=base_width
+                )
+            except ValueError as exc:
+                raise typer.BadParameter(f"--stack-step-um: {exc}") from None
         voxel = _voxel(voxel_um)
         data = _read_all(stacks, channel, voxel)
         targets = None
@@ -257,7 +289,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             crop=crop,
             dz_range_um=dz_range_um,
-            base_width=base_width,
+            generator=generator,
             discriminator=DiscriminatorConfig() if gan else None,
             split_by=split_by,
             val_fraction=val_fraction,
@@ -339,21 +371,88 @@ def register(app: typer.Typer) -> None:
         ],
         out: Annotated[Path, typer.Option("--out", help="File to write.")],
         format: Annotated[
-            str, typer.Option("--format", help="onnx (tensorrt: not implemented yet).")
+            str,
+            typer.Option(
+                "--format",
+                help="onnx (any batch and size; runs anywhere) or tensorrt (an "
+                "engine for one GPU kind and TensorRT version, one fixed shape).",
+            ),
         ] = "onnx",
+        precision: Annotated[
+            str | None,
+            typer.Option(
+                "--precision",
+                help="fp32, fp16 or bf16 (bf16: compute capability ≥ 8.0). Default: "
+                "fp32 for onnx, fp16 for tensorrt.",
+            ),
+        ] = None,
+        size: Annotated[
+            tuple[int, int] | None,
+            typer.Option(
+                "--size",
+                metavar="H W",
+                help="tensorrt: frame height and width (px) to build the engine for; "
+                "rounded up to the network's multiple.",
+            ),
+        ] = None,
+        height: Annotated[
+            int | None, typer.Option("--height", help="tensorrt: frame height (px).")
+        ] = None,
+        width: Annotated[
+            int | None, typer.Option("--width", help="tensorrt: frame width (px).")
+        ] = None,
+        batch: Annotated[
+            int | None,
+            typer.Option(
+                "--batch",
+                help="tensorrt: network inputs per call (default 8 planes; 1 for "
+                "stack models).",
+            ),
+        ] = None,
+        device: Annotated[
+            str, typer.Option("--device", help="tensorrt: cuda, cuda:1...")
+        ] = "cuda",
     ) -> None:
-        """Export a model for other runtimes (ONNX)."""
-        from inference import InferenceError, export_onnx
+        """Export a model for other runtimes: ONNX, or a TensorRT engine (+ .json)."""
+        from inference import export_onnx
 
-        if format == "tensorrt":
-            raise InferenceError(
-                "TensorRT export is not implemented yet; export ONNX (--format onnx) "
-                "and build an engine with TensorRT's trtexec on the GPU machine."
-            )
-        if format != "onnx":
+        if format not in ("onnx", "tensorrt"):
             raise typer.BadParameter("--format must be onnx or tensorrt.")
-        path = export_onnx(model, out)
-        _say(f"Exported {model} to {path}")
+        if format == "onnx":
+            if size is not None or height or width or batch:
+                _say(
+                    "note: --size/--height/--width/--batch apply to tensorrt only; "
+                    "the ONNX graph takes any batch and frame size."
+                )
+            path = export_onnx(model, out, precision=precision or "fp32")
+            _say(f"Exported {model} to {path}")
+            return
+        from inference._tensorrt import export_tensorrt, import_tensorrt, sidecar_path
+
+        import_tensorrt()  # no TensorRT: say so (exit 1) before asking for anything
+        if size is not None and (height is not None or width is not None):
+            raise typer.BadParameter("Give --size H W or --height/--width, not both.")
+        if size is not None:
+            height, width = size
+        if height is None or width is None:
+            raise typer.BadParameter(
+                "A TensorRT engine is built for one frame size: give --size H W "
+                "(or --height and --width)."
+            )
+        _say(
+            f"Building a TensorRT engine for {height}×{width} frames (cached engines "
+            "are reused; a new build takes minutes)..."
+        )
+        path = export_tensorrt(
+            model,
+            out,
+            height=height,
+            width=width,
+            precision=precision or "fp16",
+            batch=batch,
+            device=device,
+        )
+        _say(f"Exported {model} to {path} (described in {sidecar_path(path)})")
 
     @app.command()
     def bench(
@@ -376,6 +475,12 @@ def register(app: typer.Typer) -> None:
         ] = 21,
         volumes: Annotated[int, typer.Option("--volumes", help="Volumes timed.")] = 20,
         device: Annotated[str, typer.Option("--device")] = "cpu",
+        precision: Annotated[
+            str,
+            typer.Option(
+                "--precision", help="fp32; fp16 or bf16 for torch on a CUDA GPU."
+            ),
+        ] = "fp32",
         json_output: Annotated[
             bool, typer.Option("--json", help="JSON on stdout.")
         ] = False,
@@ -393,7 +498,7 @@ def register(app: typer.Typer) -> None:
         ]
         results = bench_all(
             model or ["default"], backends, size=size, planes=planes,
-            volumes=volumes, device=device,
+            volumes=volumes, device=device, precision=precision,
         )  # fmt: skip
         if json_output:
             sys.stdout.write(json.dumps([r.to_dict() for r in results]) + "\n")
@@ -408,7 +513,8 @@ def register(app: typer.Typer) -> None:
         )
         for r in results:
             sys.stdout.write(
-                f"| {r.model} | {r.backend} ({r.device}) | {r.volumes_per_s:.2f} | "
+                f"| {r.model} | {r.backend} ({r.device}, {r.precision}) | "
+                f"{r.volumes_per_s:.2f} | "
                 f"{r.plane_inferences_per_s:.1f} | {r.latency_p50_ms:.0f} | "
                 f"{r.latency_p99_ms:.0f} | {r.gflop_per_volume:.1f} | "
                 f"{r.achieved_gflop_per_s:.1f} |\n"
@@ -460,7 +566,6 @@ def register(app: typer.Typer) -> None:
         from inference import check_compatibility, load_model, resolve_model_path
         from inference._apply import predict_normalized
         from inference._evaluate import evaluate_stacks, plot_evaluation
-        from inference._networks import GeneratorConfig, required_multiple
         from inference._normalize import Normalization
         from inference._pairs import TargetNormalization
         from inference._train import pick_device
@@ -527,7 +632,6 @@ def register(app: typer.Typer) -> None:
             for w in caught:
                 notes.append(f"{stack.source}: {w.message}")
                 _say(f"warning: {stack.source}: {w.message}")
-        multiple = required_multiple(GeneratorConfig.from_dict(info.generator))
 
         def predict(normalized, dz):  # type: ignore[no-untyped-def]
             return predict_normalized(
@@ -535,7 +639,6 @@ def register(app: typer.Typer) -> None:
                 normalized,
                 dz,
                 dpm_scale_um=info.dpm_scale_um,
-                multiple=multiple,
                 device=torch_device,
             )
 

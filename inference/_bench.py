@@ -28,6 +28,7 @@ class BenchResult:
     model: str
     backend: str
     device: str
+    precision: str
     size: int
     planes: int
     volumes: int
@@ -61,14 +62,16 @@ def bench_refocuser(
     volumes: int = 20,
     warmup: int = 2,
     threads: int | None = None,
+    precision: str = "fp32",
     progress: Callable[[int, int], None] | None = None,
 ) -> BenchResult:
     """Time ``volumes`` refocused volumes of ``planes`` planes at ``size``² pixels."""
     if size < 8 or planes < 1 or volumes < 1:
         raise ValueError("size ≥ 8, planes ≥ 1 and volumes ≥ 1 are required.")
     refocuser = Refocuser(
-        model, backend=backend, device=device, threads=threads, batch_size=planes
-    )
+        model, backend=backend, device=device, threads=threads,
+        batch_size=planes, precision=precision,
+    )  # fmt: skip
     distances = np.linspace(-refocuser.dz_range_um, refocuser.dz_range_um, planes)
     frame = camera_like_frame(size)
     for _ in range(warmup):
@@ -90,7 +93,8 @@ def bench_refocuser(
     return BenchResult(
         model=refocuser.info.name,
         backend=refocuser.backend,
-        device=str(refocuser.device),
+        device=_device_name(refocuser.device),
+        precision=precision,
         size=size,
         planes=planes,
         volumes=volumes,
@@ -101,6 +105,15 @@ def bench_refocuser(
         gflop_per_volume=float(gflop),
         achieved_gflop_per_s=float(gflop * rate),
     )
+
+
+def _device_name(device: object) -> str:
+    """``cpu``, or the GPU's name (``cuda:0 NVIDIA H100 80GB HBM3``)."""
+    if getattr(device, "type", "cpu") != "cuda":
+        return str(device)
+    import torch
+
+    return f"{device} {torch.cuda.get_device_name(device)}"
 
 
 def bench_all(

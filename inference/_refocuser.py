@@ -7,11 +7,15 @@ the size the network needs, and the output is cropped back and returned as float
 the input's intensity units. Network inputs are allocated once per frame shape and
 plane count and reused.
 
-Backends: ``torch`` (CPU, or CUDA with ``device="cuda"``) and ``onnxruntime`` (CPU;
-the model is exported to ONNX once and cached, see `inference._export.cached_onnx`).
+Backends: ``torch`` (CPU, or CUDA with ``device="cuda"``), ``onnxruntime`` (CPU;
+the model is exported to ONNX once and cached, see `inference._export.cached_onnx`)
+and ``tensorrt`` (NVIDIA GPUs; engines built per frame size and cached, see
+`inference._tensorrt`; written against TensorRT's documented API, not yet run on a
+GPU by this project).
 ``backend="auto"`` picks ONNX Runtime on the CPU when it is installed (measured faster
-than torch there: 0.95 vs 1.26 s per 256² × 21-plane volume on this project's 2-core
-machine) and torch on CUDA (the only GPU backend so far).
+than torch there: 1.00 vs 0.73 volumes/s at 256² × 21 planes on this project's 2-core
+machine) and torch on CUDA. On CUDA the torch backend runs in fp32, fp16 or bf16
+(``precision=``) and replays one CUDA graph per input shape.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inference._apply import apply_generator
+from inference._apply import NetworkRunner, apply_generator
 from inference._errors import InferenceError
 from inference._modelfile import DEFAULT_MODEL_NAME, load_model
 from inference._networks import GeneratorConfig, required_multiple
@@ -32,7 +36,7 @@ if TYPE_CHECKING:
 
     from numpy.typing import ArrayLike
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
 def _auto_backend(device: str) -> str:
@@ -51,19 +55,39 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+#: arithmetic precisions of the torch backend; reduced ones run on CUDA only
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
 class _TorchBackend:
-    """Runs the generator with torch, reusing one input tensor per batch shape."""
+    """Runs the generator with torch, reusing one input tensor per batch shape.
+
+    On the CPU: float32, channels-last. On CUDA: the chosen precision (weights and
+    activations in fp16/bf16; inputs are normalized, far inside FP16's range),
+    channels-last, and one CUDA graph per input shape: the first call of a shape
+    records the network's kernels, later calls replay them without Python or
+    launch overhead (``cuda_graphs=False`` runs eagerly instead).
+    """
 
     name = "torch"
 
-    def __init__(self, generator: Any, device: Any) -> None:
+    def __init__(
+        self, generator: Any, device: Any, precision: str, cuda_graphs: bool
+    ) -> None:
         import torch
 
         self.device = device
-        self.generator = generator
-        if device.type == "cpu":
-            self.generator = generator.to(memory_format=torch.channels_last)
+        self.dtype = {
+            "fp32": torch.float32,
+            "fp16": torch.float16,
+            "bf16": torch.bfloat16,
+        }[precision]
+        self.generator = generator.to(
+            dtype=self.dtype, memory_format=torch.channels_last
+        )
+        self.use_graphs = bool(cuda_graphs and device.type == "cuda")
         self.buffers: dict[tuple[int, int, int, int], Any] = {}
+        self.graphs: dict[tuple[int, int, int, int], tuple[Any, Any]] = {}
 
     def _buffer(self, n: int, channels: int, height: int, width: int) -> Any:
         import torch
@@ -71,11 +95,37 @@ class _TorchBackend:
         key = (n, channels, height, width)
         buffer = self.buffers.get(key)
         if buffer is None:
-            buffer = torch.empty((n, channels, height, width), device=self.device)
-            if self.device.type == "cpu":
-                buffer = buffer.to(memory_format=torch.channels_last)
+            buffer = torch.empty(key, device=self.device, dtype=self.dtype)
+            buffer = buffer.to(memory_format=torch.channels_last)
             self.buffers[key] = buffer
         return buffer
+
+    def _forward(self, x: Any) -> Any:
+        """The generator on the buffer ``x``; replays a CUDA graph when enabled."""
+        if not self.use_graphs:
+            return self.generator(x)
+        key = tuple(x.shape)
+        recorded = self.graphs.get(key)
+        if recorded is None:
+            recorded = self.graphs[key] = self._record(x)
+        graph, output = recorded
+        graph.replay()
+        return output
+
+    def _record(self, x: Any) -> tuple[Any, Any]:
+        import torch
+
+        # warm up on a side stream (cuDNN picks its algorithms), then capture
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self.generator(x)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            output = self.generator(x)
+        return graph, output
 
     def run(self, image: np.ndarray, dpm: np.ndarray) -> np.ndarray:
         """(H, W) normalized image and (n, H, W) DPM channel -> (n, H, W) output."""
@@ -86,7 +136,7 @@ class _TorchBackend:
             x = self._buffer(n, 2, *image.shape)
             x[:, 0].copy_(torch.from_numpy(image).expand(n, *image.shape))
             x[:, 1].copy_(torch.from_numpy(np.ascontiguousarray(dpm)))
-            return self.generator(x)[:, 0].float().cpu().numpy()
+            return self._forward(x)[:, 0].float().cpu().numpy()
 
     def run_stack(self, image: np.ndarray) -> np.ndarray:
         """(H, W) normalized image -> (K, H, W): the planes of a stack model."""
@@ -95,7 +145,7 @@ class _TorchBackend:
         with torch.inference_mode():
             x = self._buffer(1, 1, *image.shape)
             x[0, 0].copy_(torch.from_numpy(image))
-            return self.generator(x)[0].float().cpu().numpy()
+            return self._forward(x)[0].float().cpu().numpy()
 
 
 class _OnnxRuntimeBackend:
@@ -154,7 +204,12 @@ class Refocuser:
     threads : int, optional
         CPU threads for torch (default: torch's own choice).
     batch_size : int
-        Planes computed per network call.
+        Planes computed per network call (``"deepz-unet"`` models).
+    precision : str
+        ``"fp32"`` (default), or ``"fp16"`` / ``"bf16"`` on CUDA (torch and
+        tensorrt backends; TensorRT sets it in the exported ONNX graph).
+    cuda_graphs : bool
+        Torch backend on CUDA: record one CUDA graph per input shape and replay it.
 
     Examples
     --------
@@ -170,7 +225,14 @@ class Refocuser:
         device: str = "cpu",
         threads: int | None = None,
         batch_size: int = 8,
+        precision: str = "fp32",
+        cuda_graphs: bool = True,
     ) -> None:
+        if precision not in PRECISIONS:
+            raise InferenceError(
+                f"Precision {precision!r} is unknown; choose one of "
+                f"{', '.join(PRECISIONS)}."
+            )
         if backend == "auto":
             backend = _auto_backend(device)
         if backend not in BACKENDS:
@@ -190,6 +252,20 @@ class Refocuser:
                 "The onnxruntime backend runs on the CPU here; use backend='torch' "
                 f"for {self.device}."
             )
+        if backend == "tensorrt":
+            from inference._tensorrt import import_tensorrt
+
+            import_tensorrt()  # a missing TensorRT is one clear message
+            if self.device.type != "cuda":
+                raise InferenceError(
+                    "The tensorrt backend runs on NVIDIA GPUs only; pass "
+                    "device='cuda', or use backend='onnxruntime' on the CPU."
+                )
+        if precision != "fp32" and self.device.type != "cuda":
+            raise InferenceError(
+                f"Precision {precision!r} needs a CUDA GPU (torch or tensorrt backend;"
+                f" here: backend {backend!r} on {self.device}); use precision='fp32'."
+            )
         if threads is not None:
             torch.set_num_threads(int(threads))
         generator, self.info = load_model(model, device=str(self.device))
@@ -199,12 +275,22 @@ class Refocuser:
                 "same-modality refocusing models only (use deepz evaluate for "
                 "cross-modality models)."
             )
-        self._backend: _TorchBackend | _OnnxRuntimeBackend = (
-            _TorchBackend(generator, self.device)
-            if backend == "torch"
-            else _OnnxRuntimeBackend(model, threads)
-        )
+        self._backend: NetworkRunner
+        if backend == "torch":
+            self._backend = _TorchBackend(
+                generator, self.device, precision, cuda_graphs
+            )
+        elif backend == "onnxruntime":
+            self._backend = _OnnxRuntimeBackend(model, threads)
+        else:
+            from inference._tensorrt import TensorRTBackend
+
+            # engines are built (or loaded from the cache) per padded frame size
+            self._backend = TensorRTBackend(
+                model, device=self.device, precision=precision, batch=batch_size
+            )
         self.backend = backend
+        self.precision = precision
         self.normalization = Normalization.from_dict(self.info.normalization)
         self.config = GeneratorConfig.from_dict(self.info.generator)
         self.multiple = required_multiple(self.config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -137,7 +138,13 @@ def test_clear_errors(random_model) -> None:
     with pytest.raises(InferenceError, match="one refocusing distance per pixel"):
         refocuser.refocus_surface(frame, np.zeros((3, 3)))
     with pytest.raises(InferenceError, match="not available"):
-        Refocuser(random_model, backend="tensorrt")
+        Refocuser(random_model, backend="tensorflow")
+    if importlib.util.find_spec("tensorrt") is None:
+        with pytest.raises(InferenceError, match="TensorRT is not installed"):
+            Refocuser(random_model, backend="tensorrt")
+    else:
+        with pytest.raises(InferenceError, match="NVIDIA GPUs only"):
+            Refocuser(random_model, backend="tensorrt", device="cpu")
 
 
 @pytest.fixture
@@ -189,10 +196,6 @@ def test_cli_export_onnx(random_model, tmp_path, capsys) -> None:
     except SystemExit as exc:
         assert not exc.code, capsys.readouterr().err
     assert out.exists() and out.stat().st_size > 1000
-    with pytest.raises(SystemExit) as info:
-        main(["export", str(random_model), "--format", "tensorrt", "--out", str(out)])
-    assert info.value.code == 1
-    assert "TensorRT" in capsys.readouterr().err
 
 
 def test_auto_backend_is_onnxruntime_on_cpu_when_installed(random_model, onnx_cache):
@@ -236,3 +239,49 @@ def test_cli_bench_json(random_model, onnx_cache, capsys) -> None:
     rows = json.loads(capsys.readouterr().out)
     assert [r["backend"] for r in rows] == ["torch"]
     assert rows[0]["size"] == 32 and rows[0]["volumes_per_s"] > 0
+
+
+def test_reduced_precision_is_for_cuda_only(random_model) -> None:
+    with pytest.raises(InferenceError, match="CUDA GPU"):
+        Refocuser(random_model, backend="torch", device="cpu", precision="fp16")
+    with pytest.raises(InferenceError, match="unknown"):
+        Refocuser(random_model, backend="torch", precision="fp8")
+
+
+def _psnr(reference: np.ndarray, test: np.ndarray) -> float:
+    span = float(reference.max() - reference.min())
+    mse = float(np.mean((reference.astype(np.float64) - test) ** 2))
+    return 10 * np.log10(span**2 / mse) if mse else float("inf")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_cuda_reduced_precision_agrees_with_fp32(precision) -> None:
+    """The bundled model on CUDA: fp16 ≥ 50 dB PSNR against fp32 (the issue's bar);
+    bf16 has 3 fewer mantissa bits, so it gets 40 dB."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    frame = _frame((512, 512))
+    planes = np.linspace(-10, 10, 21)
+    fp32 = Refocuser("default", backend="torch", device="cuda").refocus(frame, planes)
+    reduced = Refocuser(
+        "default", backend="torch", device="cuda", precision=precision
+    ).refocus(frame, planes)
+    assert _psnr(fp32, reduced) >= (50 if precision == "fp16" else 40)
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replay_equals_eager() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    frame = _frame((256, 256))
+    planes = np.linspace(-8, 8, 9)
+    eager = Refocuser("default", device="cuda", backend="torch", cuda_graphs=False)
+    graphs = Refocuser("default", device="cuda", backend="torch", cuda_graphs=True)
+    for shift in (0, 7):  # the second call replays the recorded graph
+        np.testing.assert_allclose(
+            graphs.refocus(frame + shift, planes),
+            eager.refocus(frame + shift, planes),
+            rtol=1e-4,
+            atol=1e-2,
+        )
