@@ -11,6 +11,9 @@
   a hole in a z-stack. Here it raises `AcquisitionError` (set
   ``raise_on_snap_error=False`` for the upstream behaviour).
 
+* **A failing focus drive names itself.** When the focus device raises while the
+  engine moves it for an event, the error says which device, where to and for which
+  event (`AcquisitionError`), instead of the driver's bare message.
 * **No warm-up inside the run.** With the simulator, the object images for the
   starting focus are computed in ``setup_sequence``, before the first exposure.
 * **The light goes off after a stream.** A sequence acquisition that ends by itself
@@ -18,7 +21,8 @@
   shutter that `acquisition.DeepzCore` opened for the stream would stay open. The
   engine stops the finished sequence at teardown, which closes it.
 
-The first two wrap `MDAEngine.exec_single_event`; the runner is untouched.
+The first two wrap `MDAEngine.exec_single_event`, the third ``_set_event_z``
+(pymmcore-plus 0.18); the runner is untouched.
 """
 
 from __future__ import annotations
@@ -107,6 +111,17 @@ class DeepzEngine(MDAEngine):
             core = self.mmcore
             if not core.isSequenceRunning():
                 core.stopSequenceAcquisition()
+
+    def _set_event_z(self, event: MDAEvent) -> None:
+        """Move the focus for ``event``; a failure names the device and the target."""
+        try:
+            super()._set_event_z(event)
+        except Exception as exc:
+            focus = self.mmcore.getFocusDevice()
+            raise AcquisitionError(
+                f"Focus device {focus!r} failed to move to z = {event.z_pos:g} µm "
+                f"for event {dict(event.index)}: {str(exc).strip() or exc!r}"
+            ) from exc
 
     def exec_single_event(self, event: MDAEvent) -> Iterator[PImagePayload | None]:
         """Snap one image; add the simulated camera's metadata; raise on failure."""

@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from acquisition._pipeline import LiveSummary
+
 __all__ = [
     "AcquisitionError",
     "AcquisitionInterrupted",
     "ConfigError",
     "DeepzError",
+    "LiveRunError",
     "OutputLocationError",
 ]
 
@@ -54,3 +57,19 @@ class AcquisitionInterrupted(AcquisitionError):
         super().__init__(message)
         self.frames_saved = frames_saved
         self.output = output
+
+
+class LiveRunError(AcquisitionError):
+    """A live refocusing run stopped on an error.
+
+    The message says what happened and what is saved where.
+
+    Attributes
+    ----------
+    summary : LiveSummary or None
+        The figures of the run up to the error (frames and volumes saved, files).
+    """
+
+    def __init__(self, message: str, *, summary: LiveSummary | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary

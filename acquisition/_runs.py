@@ -200,20 +200,9 @@ def acquire_timelapse(
     OutputLocationError
         The output cannot be written (exists, unwritable, not enough disk).
     """
-    _check_exposure(exposure_ms)
-    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)):
-        raise AcquisitionError(f"frames must be a whole number, got {frames!r}.")
-    if frames < 1:
-        raise AcquisitionError(f"frames must be at least 1, got {frames}.")
-    if not (math.isfinite(interval_ms) and interval_ms >= 0):
-        raise AcquisitionError(
-            f"interval must be 0 ms (as fast as possible) or more, got {interval_ms}."
-        )
-    if not (zstack_range_um > 0 and 0 < zstack_step_um <= zstack_range_um):
-        raise AcquisitionError(
-            "The comparison z-stack needs range > 0 and 0 < step ≤ range, got "
-            f"range {zstack_range_um} µm, step {zstack_step_um} µm."
-        )
+    _check_timelapse_settings(
+        frames, interval_ms, exposure_ms, zstack_range_um, zstack_step_um
+    )
     core = scope.core
     _check_idle(scope)
     out_path = _prepare_output(scope, Path(out), int(frames), overwrite=overwrite)
@@ -495,6 +484,30 @@ def _number_or_text(value: Any) -> Any:
 
 
 # -- checks --------------------------------------------------------------------------
+def _check_timelapse_settings(
+    frames: Any,
+    interval_ms: float,
+    exposure_ms: float,
+    zstack_range_um: float = 20.0,
+    zstack_step_um: float = 1.0,
+) -> None:
+    """The checks of a time-lapse's settings, before anything moves."""
+    _check_exposure(exposure_ms)
+    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)):
+        raise AcquisitionError(f"frames must be a whole number, got {frames!r}.")
+    if frames < 1:
+        raise AcquisitionError(f"frames must be at least 1, got {frames}.")
+    if not (math.isfinite(interval_ms) and interval_ms >= 0):
+        raise AcquisitionError(
+            f"interval must be 0 ms (as fast as possible) or more, got {interval_ms}."
+        )
+    if not (zstack_range_um > 0 and 0 < zstack_step_um <= zstack_range_um):
+        raise AcquisitionError(
+            "The comparison z-stack needs range > 0 and 0 < step ≤ range, got "
+            f"range {zstack_range_um} µm, step {zstack_step_um} µm."
+        )
+
+
 def _check_exposure(exposure_ms: float) -> None:
     if not (math.isfinite(exposure_ms) and exposure_ms > 0):
         raise AcquisitionError(f"exposure must be more than 0 ms, got {exposure_ms}.")

@@ -10,7 +10,19 @@ The public facade. Open a (real or simulated) microscope and record data::
             scope, frames=30, interval_ms=0, exposure_ms=10, out="movie.ome.tif"
         )
 
-The same runs are available from the command line: ``deepz acquire``, ``deepz zstack``.
+Refocus every frame into a virtual volume while the time-lapse runs::
+
+    with deepz.open_microscope() as scope:
+        scope.focus_on_specimen()
+        with deepz.live_refocus(
+            scope, frames=30, out="worm.ome.tif", planes_um="-8:8:2", policy="all"
+        ) as session:
+            for index, volume in session:  # (9, Y, X) float32 per frame
+                ...
+
+`LiveSession` (``session.events``, ``session.stats()``) is what a GUI builds on.
+The same runs are available from the command line: ``deepz acquire [--model M]``,
+``deepz zstack``, ``deepz refocus``, ``deepz demo --headless``.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -20,15 +32,32 @@ from acquisition import (
     AcquisitionInterrupted,
     ConfigError,
     DeepzError,
+    FrameProcessor,
+    LiveEvents,
+    LiveRunError,
+    LiveSession,
+    LiveStats,
+    LiveSummary,
+    LiveVolume,
     Microscope,
     OutputLocationError,
     TimelapseSummary,
     ZStackSummary,
     acquire_timelapse,
     acquire_zstack,
+    default_volume_path,
     open_microscope,
     read_frame_metadata,
     read_run_metadata,
+    read_volume_metadata,
+)
+from deepz._live import (
+    RefocuserProcessor,
+    RefocusFileSummary,
+    default_planes,
+    live_refocus,
+    parse_planes,
+    refocus_file,
 )
 from hardware_configs import SIMULATOR_CONFIG
 
@@ -43,14 +72,29 @@ __all__ = [
     "AcquisitionInterrupted",
     "ConfigError",
     "DeepzError",
+    "FrameProcessor",
+    "LiveEvents",
+    "LiveRunError",
+    "LiveSession",
+    "LiveStats",
+    "LiveSummary",
+    "LiveVolume",
     "Microscope",
     "OutputLocationError",
+    "RefocusFileSummary",
+    "RefocuserProcessor",
     "TimelapseSummary",
     "ZStackSummary",
     "__version__",
     "acquire_timelapse",
     "acquire_zstack",
+    "default_planes",
+    "default_volume_path",
+    "live_refocus",
     "open_microscope",
+    "parse_planes",
     "read_frame_metadata",
     "read_run_metadata",
+    "read_volume_metadata",
+    "refocus_file",
 ]

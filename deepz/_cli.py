@@ -1,9 +1,10 @@
 """The ``deepz`` command line.
 
 ``deepz acquire`` records a time-lapse and ``deepz zstack`` a z-stack, each into an
-OME-TIFF, on the simulated microscope by default or on any Micro-Manager config.
-``deepz train`` and ``deepz evaluate`` make and score Deep-Z models from z-stacks
-(`deepz._cli_models`).
+OME-TIFF, on the simulated microscope by default or on any Micro-Manager config;
+``deepz acquire --model M`` also refocuses every frame live (`deepz._cli_live`, with
+``deepz refocus`` and ``deepz demo``). ``deepz train`` and ``deepz evaluate`` make and
+score Deep-Z models from z-stacks (`deepz._cli_models`).
 
 Output contract: with ``--json`` exactly one JSON object goes to stdout; everything
 else (progress, warnings, errors) goes to stderr. An error is one line on stderr and a
@@ -34,7 +35,7 @@ from acquisition import (
     acquire_zstack,
     open_microscope,
 )
-from deepz import _cli_models
+from deepz import _cli_live, _cli_models
 from inference._errors import InferenceError
 
 if TYPE_CHECKING:
@@ -117,9 +118,55 @@ def acquire(
     set_properties: SetOption = None,
     z: ZOption = None,
     overwrite: OverwriteOption = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Refocus every frame live with this Deep-Z model ('default' or a "
+            ".safetensors file) into virtual volumes.",
+            show_default=False,
+        ),
+    ] = None,
+    planes: _cli_live.PlanesOption = None,
+    policy: _cli_live.PolicyOption = "latest",
+    save_volumes: _cli_live.SaveVolumesOption = False,
+    backend: _cli_live.BackendOption = "auto",
+    device: _cli_live.DeviceOption = "cpu",
+    allow_model_mismatch: _cli_live.MismatchOption = False,
 ) -> None:
-    """Record a single-plane time-lapse to an OME-TIFF."""
+    """Record a single-plane time-lapse to an OME-TIFF (--model: refocused live)."""
     out_path = out or _default_output("timelapse")
+    if model is not None:
+        _cli_live.check_policy(policy)
+        _cli_live.planes_from_option(planes)
+        with _scope(config, set_properties, z) as scope:
+            live = _cli_live.acquire_live(
+                scope,
+                model=model,
+                planes=planes,
+                policy=policy,
+                save_volumes=save_volumes,
+                frames=frames,
+                interval_ms=interval_ms,
+                exposure_ms=exposure_ms,
+                out=out_path,
+                led_intensity=led_intensity,
+                overwrite=overwrite,
+                backend=backend,
+                device=device,
+                allow_model_mismatch=allow_model_mismatch,
+                json_output=json_output,
+            )
+        if json_output:
+            _print_json(live.to_dict())
+        else:
+            typer.echo(_cli_live.live_summary_text(live))
+        return
+    if planes is not None or save_volumes or policy != "latest":
+        raise _UsageError(
+            "--planes, --policy and --save-volumes refocus frames live and need "
+            "--model (e.g. --model default)."
+        )
     with _scope(config, set_properties, z) as scope, _progress(json_output) as report:
         summary = acquire_timelapse(
             scope,
@@ -295,6 +342,7 @@ def _quiet_libraries() -> None:
 
 
 _cli_models.register(app)
+_cli_live.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -304,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, standalone_mode=False)
     except AcquisitionInterrupted as exc:
         _fail(str(exc), EXIT_INTERRUPTED)
-    except _UsageError as exc:
+    except (_UsageError, _cli_live.LiveUsageError) as exc:
         _fail(str(exc), EXIT_USAGE)
     except (DeepzError, InferenceError) as exc:
         _fail(str(exc), EXIT_FAILED)

@@ -245,3 +245,130 @@ def test_zarr_output_refuses_to_overwrite(tmp_path: Path) -> None:
         writer.append(_frames(1)[0])
     with pytest.raises(OutputLocationError, match="already exists"):
         OmeZarrWriter(out, frame_shape=SHAPE, pixel_size_um=None)
+
+
+# --------------------------------------------------------------------- crash safety
+class _DiskFillsUp:
+    """A file object whose ``fail_on``-th write stops half-way with ENOSPC."""
+
+    def __init__(self, raw, fail_on: int) -> None:
+        self._raw = raw
+        self.fail_on = fail_on
+        self.calls = 0
+
+    def write(self, data) -> int:
+        import errno
+
+        self.calls += 1
+        view = memoryview(data).cast("B")
+        if self.calls == self.fail_on:
+            self._raw.write(view[: view.nbytes // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self._raw.write(view)
+
+    def __getattr__(self, name: str):
+        return getattr(self._raw, name)
+
+
+@pytest.mark.parametrize("bigtiff", [False, True])
+@pytest.mark.parametrize("fail_on", [1, 2, 3, 4])  # texts, pixels, IFD, the link
+def test_a_write_that_fails_half_way_is_undone(
+    tmp_path: Path, bigtiff: bool, fail_on: int
+) -> None:
+    path = tmp_path / "full.ome.tif"
+    frames = _frames(4)
+    writer = OmeTiffWriter(
+        path, frame_shape=SHAPE, pixel_size_um=0.325, run_metadata=RUN, bigtiff=bigtiff
+    )
+    for i in range(3):
+        writer.append(frames[i], _meta(i))
+    size = path.stat().st_size
+    writer._pages._fh = _DiskFillsUp(writer._pages._fh, fail_on)
+    with pytest.raises(OSError, match="No space left"):
+        writer.append(frames[3], _meta(3))
+    assert path.stat().st_size == size  # the half-written page is gone
+    assert writer.frames_written == 3
+    np.testing.assert_array_equal(tifffile.imread(path), np.stack(frames[:3]))
+    writer.append(frames[3], _meta(3))  # space freed: the writer goes on
+    writer.close()
+    np.testing.assert_array_equal(tifffile.imread(path), np.stack(frames))
+    assert read_frame_metadata(path) == [_meta(i) for i in range(4)]
+
+
+def test_frames_read_back_while_appending(tmp_path: Path) -> None:
+    frames = _frames(3)
+    writer = OmeTiffWriter(tmp_path / "a.ome.tif", frame_shape=SHAPE, pixel_size_um=1)
+    writer.append(frames[0])
+    np.testing.assert_array_equal(writer.read_frame(0), frames[0])
+    writer.append(frames[1])
+    writer.append(frames[2])
+    np.testing.assert_array_equal(writer.read_frame(1), frames[1])
+    with pytest.raises(IndexError, match="frame 3 is not in"):
+        writer.read_frame(3)
+    writer.close()  # the OME-XML goes at the end: the pages stay where they were
+    np.testing.assert_array_equal(writer.read_frame(2), frames[2])
+
+
+# ------------------------------------------------------------------------ volumes
+def test_volume_file_round_trip(tmp_path: Path) -> None:
+    from acquisition import open_volume_writer, read_volume_metadata
+
+    path = tmp_path / "worm.volumes.ome.tif"
+    rng = np.random.default_rng(1)
+    volumes = rng.normal(size=(4, 3, *SHAPE)).astype(np.float32)
+    info = {"model": "default", "model_sha256": "ab" * 32, "backend": "onnxruntime"}
+    with open_volume_writer(
+        path,
+        planes_um=[-2, 0, 2],
+        frame_shape=SHAPE,
+        pixel_size_um=0.325,
+        run_metadata=info,
+    ) as writer:
+        for t, volume in enumerate(volumes):
+            writer.append(volume, {"frame_index": 2 * t, "time_s": 0.1 * t, "z_um": 9})
+    with tifffile.TiffFile(path) as tif:
+        assert tif.series[0].axes == "TZYX"
+        np.testing.assert_array_equal(tif.asarray(), volumes)
+    ome_types = pytest.importorskip("ome_types")
+    pixels = ome_types.from_tiff(path).images[0].pixels  # schema-valid
+    assert (pixels.size_t, pixels.size_z) == (4, 3)
+    assert pixels.physical_size_z == pytest.approx(2.0)
+    assert pixels.physical_size_x == pytest.approx(0.325)
+    assert [p.position_z for p in pixels.planes[:3]] == [7.0, 9.0, 11.0]
+    assert [p.delta_t for p in pixels.planes[3:6]] == pytest.approx([0.1] * 3)
+    stored = read_volume_metadata(path)
+    assert stored["run"] == {**info, "planes_um": [-2.0, 0.0, 2.0]}
+    assert [v["frame_index"] for v in stored["volumes"]] == [0, 2, 4, 6]
+
+
+def test_volume_file_uneven_planes_and_zarr(tmp_path: Path) -> None:
+    from acquisition import open_volume_writer, read_volume_metadata
+
+    tif_path = tmp_path / "v.ome.tif"
+    with open_volume_writer(
+        tif_path, planes_um=[-4, 0, 1], frame_shape=SHAPE, pixel_size_um=None
+    ) as writer:
+        writer.append(np.zeros((3, *SHAPE)))
+        with pytest.raises(ValueError, match="does not match"):
+            writer.append(np.zeros((2, *SHAPE)))
+        with pytest.raises(ValueError, match="floating point"):
+            writer.append(np.zeros((3, *SHAPE), np.uint16))
+    with tifffile.TiffFile(tif_path) as tif:
+        assert "PhysicalSizeZ" not in tif.ome_metadata  # uneven: no single step
+    assert read_volume_metadata(tif_path)["run"]["planes_um"] == [-4.0, 0.0, 1.0]
+
+    zarr = pytest.importorskip("zarr")
+    zarr_path = tmp_path / "v.ome.zarr"
+    with open_volume_writer(
+        zarr_path, planes_um=[-2, 0, 2], frame_shape=SHAPE, pixel_size_um=0.5
+    ) as writer:
+        for t in range(2):
+            writer.append(np.full((3, *SHAPE), t, np.float32), {"frame_index": t})
+    group = zarr.open_group(str(zarr_path), mode="r")
+    assert group["0"].shape == (2, 3, *SHAPE)
+    multiscale = group.attrs["ome"]["multiscales"][0]
+    assert [a["name"] for a in multiscale["axes"]] == ["t", "z", "y", "x"]
+    scale = multiscale["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert scale[1:] == pytest.approx([2.0, 0.5, 0.5])
+    stored = read_volume_metadata(zarr_path)
+    assert [v["frame_index"] for v in stored["volumes"]] == [0, 1]

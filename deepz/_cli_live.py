@@ -1,0 +1,398 @@
+"""``deepz acquire --model``, ``deepz refocus`` and ``deepz demo``: live refocusing.
+
+``deepz acquire`` hands over to `acquire_live` when ``--model`` is given;
+``deepz refocus`` refocuses a saved raw time-lapse; ``deepz demo --headless`` runs the
+live pipeline on the simulator with the default model.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from acquisition import DeepzError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from acquisition import LiveStats, LiveSummary, Microscope
+
+_stderr = Console(stderr=True)
+
+PlanesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--planes",
+        metavar="START:STOP:STEP",
+        help="Planes of each volume, µm from the focus, STOP included (-8:8:2 gives "
+        "9 planes), or a list A,B,C. Default: every 2 µm within ±80 % of the "
+        "model's range.",
+        show_default=False,
+    ),
+]
+PolicyOption = Annotated[
+    str,
+    typer.Option(
+        "--policy",
+        help="latest: refocus the newest frame, skip (and count) the others (live "
+        "preview); all: refocus every frame, catching up from the raw file.",
+    ),
+]
+SaveVolumesOption = Annotated[
+    bool,
+    typer.Option(
+        "--save-volumes",
+        help="Save the volumes next to the raw file (*.volumes.ome.tif, or "
+        ".ome.zarr for a Zarr raw file).",
+    ),
+]
+BackendOption = Annotated[
+    str, typer.Option("--backend", help="Refocuser backend: auto, torch, onnxruntime.")
+]
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="cpu, cuda, cuda:1... (auto: CUDA if any).")
+]
+MismatchOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-model-mismatch",
+        help="Refocus even if the model was trained at another pixel size, NA or "
+        "wavelength than this microscope's (otherwise an error before any frame).",
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON summary on stdout.")
+]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace existing output files.")
+]
+POLICIES = ("latest", "all")
+
+
+class LiveUsageError(DeepzError):
+    """A live-refocusing option that makes no sense (exit code 2)."""
+
+
+def check_policy(policy: str) -> str:
+    """The policy, or a usage error naming the choices."""
+    if policy not in POLICIES:
+        raise LiveUsageError(
+            f"--policy {policy!r}: choose latest (live preview) or all (every frame)."
+        )
+    return policy
+
+
+def planes_from_option(text: str | None) -> tuple[float, ...] | None:
+    """Parse ``--planes``; a usage error for malformed text."""
+    from deepz._live import parse_planes
+
+    if text is None:
+        return None
+    try:
+        return parse_planes(text)
+    except ValueError as exc:
+        raise LiveUsageError(f"--planes {exc}") from None
+
+
+def acquire_live(
+    scope: Microscope,
+    *,
+    model: str,
+    planes: str | None,
+    policy: str,
+    save_volumes: bool,
+    frames: int,
+    interval_ms: float,
+    exposure_ms: float,
+    out: Path,
+    led_intensity: float | None,
+    overwrite: bool,
+    backend: str,
+    device: str,
+    allow_model_mismatch: bool,
+    json_output: bool,
+) -> LiveSummary:
+    """Run ``deepz acquire --model``: a live session with a progress display."""
+    from deepz._live import live_refocus
+
+    session = live_refocus(
+        scope,
+        frames=frames,
+        out=out,
+        model=model,
+        planes_um=planes_from_option(planes),
+        policy=check_policy(policy),  # type: ignore[arg-type]
+        save_volumes=save_volumes,
+        interval_ms=interval_ms,
+        exposure_ms=exposure_ms,
+        led_intensity=led_intensity,
+        overwrite=overwrite,
+        backend=backend,
+        device=device,
+        allow_model_mismatch=allow_model_mismatch,
+        start=False,
+    )
+    with session, _live_progress(json_output, policy) as report:
+        session.start()
+        return session.wait(progress=report)
+
+
+def live_summary_text(summary: LiveSummary) -> str:
+    """The human summary of a live run."""
+    fps = "n/a" if summary.fps is None else f"{summary.fps:.1f}"
+    planes = summary.planes_um
+    lines = [f"Saved {summary.frames} frames to {summary.raw_output} ({fps} fps)."]
+    where = (
+        f" to {summary.volume_output}"
+        if summary.volume_output is not None
+        else " (not saved; --save-volumes saves them)"
+    )
+    lines.append(
+        f"Refocused {summary.volumes} volumes of {len(planes)} planes "
+        f"({planes[0]:g} to {planes[-1]:g} µm){where}; {summary.skipped} frames "
+        f"skipped (policy {summary.policy})."
+    )
+    if summary.volumes:
+        lines.append(
+            f"Volumes/s {summary.volumes_per_s or 0:.3g}; latency frame → volume "
+            f"p50 {summary.latency_p50_ms or 0:.0f} ms, p99 "
+            f"{summary.latency_p99_ms or 0:.0f} ms."
+        )
+    if summary.canceled:
+        lines.append("The run was stopped before the end.")
+    if summary.dose_total_J_cm2 is None:
+        lines.append("Light dose: not reported by this camera.")
+    else:
+        lines.append(
+            f"Light dose: {summary.dose_per_frame_J_cm2:.3g} J/cm² per frame, "
+            f"{summary.dose_total_J_cm2:.3g} J/cm² in total; the same run as "
+            f"{summary.zstack_planes}-plane z-stacks would take "
+            f"{summary.equivalent_zstack_dose_J_cm2:.3g} J/cm²."
+        )
+    return "\n".join(lines)
+
+
+@contextmanager
+def _live_progress(
+    quiet: bool, policy: str
+) -> Iterator[Callable[[LiveStats], None] | None]:
+    """Frames acquired and volumes made, on stderr, when stderr is a terminal."""
+    if not _stderr.is_terminal:
+        yield None
+        return
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeRemainingColumn(),
+        console=_stderr,
+        transient=True,
+    ) as bar:
+        frames = bar.add_task("Acquiring ", total=None, detail="")
+        volumes = bar.add_task("Refocusing", total=None, detail="")
+
+        def report(stats: LiveStats) -> None:
+            bar.update(
+                frames,
+                completed=stats.frames_acquired,
+                total=stats.frames_expected,
+                detail=_rate_text(stats.frames_per_s, "frames/s"),
+            )
+            latency = (
+                ""
+                if stats.latency_p50_ms is None
+                else f" · p50 {stats.latency_p50_ms:.0f} ms"
+            )
+            bar.update(
+                volumes,
+                completed=stats.volumes,
+                total=stats.frames_expected if policy == "all" else None,
+                detail=f"{_rate_text(stats.volumes_per_s, 'vol/s')}{latency} · "
+                f"queue {stats.queue_depth} · skipped {stats.skipped}",
+            )
+
+        yield report
+
+
+def _rate_text(rate: float | None, unit: str) -> str:
+    return f"{rate:.3g} {unit}" if rate is not None else f"– {unit}"
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()
+
+
+# -- deepz refocus -------------------------------------------------------------------
+def refocus(
+    model: Annotated[
+        str, typer.Argument(help="Model: 'default' (bundled) or a .safetensors file.")
+    ],
+    raw: Annotated[
+        Path, typer.Argument(help="Raw time-lapse (*.ome.tif or *.ome.zarr).")
+    ],
+    planes: PlanesOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Volume file (*.ome.tif or *.ome.zarr). Default: next to RAW, "
+            "*.volumes.ome.tif.",
+            show_default=False,
+        ),
+    ] = None,
+    backend: BackendOption = "auto",
+    device: DeviceOption = "cpu",
+    allow_model_mismatch: MismatchOption = False,
+    overwrite: OverwriteOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Refocus every frame of a saved raw time-lapse into a volume file."""
+    from deepz._live import refocus_file
+
+    with _file_progress() as report:
+        summary = refocus_file(
+            model,
+            raw,
+            planes_um=planes_from_option(planes),
+            out=out,
+            backend=backend,
+            device=device,
+            overwrite=overwrite,
+            allow_model_mismatch=allow_model_mismatch,
+            progress=report,
+        )
+    if json_output:
+        _print_json(summary.to_dict())
+        return
+    rate = "n/a" if summary.volumes_per_s is None else f"{summary.volumes_per_s:.3g}"
+    typer.echo(
+        f"Refocused {summary.volumes} frames of {summary.raw} into "
+        f"{len(summary.planes_um)}-plane volumes: {summary.output} "
+        f"({rate} volumes/s)."
+    )
+
+
+@contextmanager
+def _file_progress() -> Iterator[Callable[[int, int], None] | None]:
+    if not _stderr.is_terminal:
+        yield None
+        return
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=_stderr,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("Refocusing", total=None)
+
+        def report(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield report
+
+
+# -- deepz demo ----------------------------------------------------------------------
+def demo(
+    headless: Annotated[
+        bool,
+        typer.Option(
+            "--headless",
+            help="No window: run the pipeline and print the summary.",
+        ),
+    ] = False,
+    frames: Annotated[int, typer.Option("--frames", help="Number of frames.")] = 50,
+    interval_ms: Annotated[
+        float, typer.Option("--interval-ms", help="Time between frames (ms).")
+    ] = 100.0,
+    planes: PlanesOption = "-8:8:2",
+    policy: PolicyOption = "latest",
+    roi: Annotated[
+        int,
+        typer.Option(
+            "--roi",
+            help="Centred square camera region in pixels (smaller refocuses faster); "
+            "0 = the full 512×512 sensor.",
+        ),
+    ] = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Raw output. Default: runs/<timestamp>-demo.ome.tif",
+            show_default=False,
+        ),
+    ] = None,
+    save_volumes: SaveVolumesOption = False,
+    backend: BackendOption = "auto",
+    json_output: JsonOption = False,
+) -> None:
+    """Live refocusing on the simulated worm with the default model."""
+    if not headless:
+        raise DeepzError(
+            "The live panel (Qt) is not available yet; run `deepz demo --headless` "
+            "for the same pipeline without a window (it prints the summary)."
+        )
+    from acquisition import open_microscope
+
+    out_path = out or (
+        Path("runs") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-demo.ome.tif"
+    )
+    with open_microscope() as scope:
+        if roi:
+            _centred_roi(scope, roi)
+        scope.focus_on_specimen()
+        summary = acquire_live(
+            scope,
+            model="default",
+            planes=planes,
+            policy=policy,
+            save_volumes=save_volumes,
+            frames=frames,
+            interval_ms=interval_ms,
+            exposure_ms=10.0,
+            out=out_path,
+            led_intensity=None,
+            overwrite=False,
+            backend=backend,
+            device="cpu",
+            allow_model_mismatch=False,
+            json_output=json_output,
+        )
+    if json_output:
+        _print_json(summary.to_dict())
+        return
+    typer.echo(live_summary_text(summary))
+
+
+def _centred_roi(scope: Microscope, size: int) -> None:
+    core = scope.core
+    width, height = int(core.getImageWidth()), int(core.getImageHeight())
+    if not 16 <= size <= min(width, height):
+        raise LiveUsageError(
+            f"--roi {size}: choose 16 to {min(width, height)} pixels (0 = full)."
+        )
+    core.setROI((width - size) // 2, (height - size) // 2, size, size)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``refocus`` and ``demo`` to the ``deepz`` command line."""
+    app.command()(refocus)
+    app.command()(demo)
