@@ -15,11 +15,15 @@ with two repairs that users would otherwise trip over:
   core logs "Please run 'mmcore install'" even when only Python devices are used. That
   message is suppressed here; a config that really needs a C++ adapter gets a clear
   error when it is loaded instead (see `acquisition.open_microscope`).
+* **psygnal signals inside Qt applications.** pymmcore-plus switches to Qt signals when
+  a QApplication exists; the live pipeline needs its frames on the acquisition thread
+  whatever the GUI does, so the core always uses psygnal (`psygnal_signals`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 _PYMMCORE_LOGGER = "pymmcore-plus"
+# pymmcore-plus reads this when it builds a core's and an MDA runner's signals
+_SIGNALS_BACKEND_VARIABLE = "PYMM_SIGNALS_BACKEND"
 
 
 class _DropInstallNagging(logging.Filter):
@@ -48,11 +54,33 @@ def quiet_adapter_search() -> Iterator[None]:
         logger.removeFilter(log_filter)
 
 
+@contextmanager
+def psygnal_signals() -> Iterator[None]:
+    """Make pymmcore-plus build psygnal (not Qt) signal classes while active.
+
+    pymmcore-plus picks Qt signals for a core and its MDA runner whenever a
+    QApplication exists. Qt-signal callbacks then run on the GUI thread's event
+    loop, while the live pipeline must receive every frame on the acquisition
+    thread (and keeps working when the GUI thread is busy). Widgets connect to
+    our own events with ``thread="main"`` instead.
+    """
+    previous = os.environ.get(_SIGNALS_BACKEND_VARIABLE)
+    os.environ[_SIGNALS_BACKEND_VARIABLE] = "psygnal"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(_SIGNALS_BACKEND_VARIABLE, None)
+        else:
+            os.environ[_SIGNALS_BACKEND_VARIABLE] = previous
+
+
 class DeepzCore(UniMMCore):
-    """`UniMMCore` with autoshutter support for Python shutters and no install nag."""
+    """`UniMMCore` with autoshutter support for Python shutters, no install nag,
+    and psygnal signals even inside a Qt application (see `psygnal_signals`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        with quiet_adapter_search():
+        with quiet_adapter_search(), psygnal_signals():
             super().__init__(*args, **kwargs)
         self._deepz_opened_shutter = False
 
