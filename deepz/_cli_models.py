@@ -458,7 +458,10 @@ def register(app: typer.Typer) -> None:
     def bench(
         model: Annotated[
             list[str] | None,
-            typer.Option("--model", help="Model name or file (repeatable)."),
+            typer.Option(
+                "--model",
+                help="Model name or file (repeatable; default: every bundled model).",
+            ),
         ] = None,
         backend: Annotated[
             list[str] | None,
@@ -489,6 +492,7 @@ def register(app: typer.Typer) -> None:
         import importlib.util
         import platform
 
+        from inference import bundled_model_names
         from inference._bench import bench_all
 
         backends = backend or [
@@ -497,7 +501,7 @@ def register(app: typer.Typer) -> None:
             if b == "torch" or importlib.util.find_spec(b) is not None
         ]
         results = bench_all(
-            model or ["default"], backends, size=size, planes=planes,
+            model or bundled_model_names(), backends, size=size, planes=planes,
             volumes=volumes, device=device, precision=precision,
         )  # fmt: skip
         if json_output:

@@ -1,4 +1,4 @@
-"""The bundled default model: what it claims to be, and it refocuses a fresh worm."""
+"""The bundled models: what they claim to be, and they refocus a fresh worm."""
 
 from __future__ import annotations
 
@@ -14,9 +14,21 @@ pytestmark = pytest.mark.skipif(
     reason="no bundled default model in this checkout",
 )
 
+#: the reference Deep-Z U-Net and the one-pass stack variant
+BUNDLED = [DEFAULT_MODEL_NAME, "default-fast"]
 
-def test_default_model_describes_the_simulator_optics() -> None:
-    _, info = load_model(DEFAULT_MODEL_NAME)
+
+def test_both_models_are_bundled_with_their_architectures() -> None:
+    assert set(BUNDLED) <= set(bundled_model_names())
+    assert not load_model("default")[0].config.is_stack
+    fast = load_model("default-fast")[0].config
+    assert fast.is_stack
+    assert fast.planes_um == tuple(np.arange(-10.0, 10.01, 0.5))
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_model_describes_the_simulator_optics(name) -> None:
+    _, info = load_model(name)
     assert info.pixel_size_um == pytest.approx(0.325)
     assert info.wavelength_um == pytest.approx(0.525)
     assert info.na == pytest.approx(0.75)
@@ -27,7 +39,8 @@ def test_default_model_describes_the_simulator_optics() -> None:
     assert "deepz train" in info.training["command"]
 
 
-def test_default_model_refocuses_a_fresh_worm_better_than_identity() -> None:
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_model_refocuses_a_fresh_worm_better_than_identity(name) -> None:
     from acquisition import DeepzCore
     from acquisition.simulator import bench_for
     from hardware_configs import SIMULATOR_CONFIG
@@ -58,7 +71,7 @@ def test_default_model_refocuses_a_fresh_worm_better_than_identity() -> None:
     )  # fmt: skip
     window = centre_crop_window(stack, 128)
     below, focal, above = (p[window] for p in planes)
-    refocuser = Refocuser(DEFAULT_MODEL_NAME)
+    refocuser = Refocuser(name, backend="torch")
     assert refocuser.normalization.offset == pytest.approx(offset)
     predicted = refocuser.refocus(focal, [-4.0, 4.0])
     for guess, real in zip(predicted, (below, above), strict=True):
