@@ -298,19 +298,7 @@ class _FrameWriter:
         self.run_metadata = dict(run_metadata or {})
         self._frame_metadata: list[dict[str, Any]] = []
         self._closed = False
-        if self.path.exists() and not overwrite:
-            raise OutputLocationError(
-                f"{self.path} already exists; choose another output path or allow "
-                "overwriting (--overwrite)."
-            )
-        self._overwrite = overwrite
-        try:
-            self._open()
-        except OSError as exc:
-            raise OutputLocationError(
-                f"Cannot create {self.path}: {exc.strerror or exc}. Check that the "
-                "folder exists and is writable."
-            ) from exc
+        _create_output(self, overwrite, "output path")
 
     @property
     def frames_written(self) -> int:
@@ -689,19 +677,7 @@ class _VolumeWriter:
         self.run_metadata = {**(run_metadata or {}), "planes_um": list(self.planes_um)}
         self._volume_metadata: list[dict[str, Any]] = []
         self._closed = False
-        if self.path.exists() and not overwrite:
-            raise OutputLocationError(
-                f"{self.path} already exists; choose another volume output or allow "
-                "overwriting (--overwrite)."
-            )
-        self._overwrite = overwrite
-        try:
-            self._open()
-        except OSError as exc:
-            raise OutputLocationError(
-                f"Cannot create {self.path}: {exc.strerror or exc}. Check that the "
-                "folder exists and is writable."
-            ) from exc
+        _create_output(self, overwrite, "volume output")
 
     @property
     def volumes_written(self) -> int:
@@ -1051,3 +1027,25 @@ def _jsonable(value: Any) -> Any:
 def _as_text(value: Any) -> str:
     value = _jsonable(value)
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def _create_output(writer: Any, overwrite: bool, what: str) -> None:
+    """Open ``writer.path`` via ``writer._open()``, with the errors users need.
+
+    An existing file is refused unless ``overwrite``; an OS error (missing folder,
+    no permission) becomes an `OutputLocationError` that says what to check.
+    """
+    path = writer.path
+    if path.exists() and not overwrite:
+        raise OutputLocationError(
+            f"{path} already exists; choose another {what} or allow overwriting "
+            "(--overwrite)."
+        )
+    writer._overwrite = overwrite
+    try:
+        writer._open()
+    except OSError as exc:
+        raise OutputLocationError(
+            f"Cannot create {path}: {exc.strerror or exc}. Check that the folder "
+            "exists and is writable."
+        ) from exc
