@@ -284,7 +284,8 @@ class LiveStats:
         Light dose per frame (mean) and so far, as the camera reports it (None when
         it does not: a real microscope).
     equivalent_zstack_dose_J_cm2 : float or None
-        What the frames so far would have cost as scanned z-stacks.
+        What the frames so far would have cost as scanned z-stacks (by default of
+        the volumes' planes: one exposure per plane instead of one per frame).
     frame_events_dropped : int
         ``frame_acquired`` notifications dropped for a slow listener.
     """
@@ -343,7 +344,7 @@ class LiveSummary:
     dose_per_frame_J_cm2, dose_total_J_cm2, equivalent_zstack_dose_J_cm2 : float or None
         As in `acquisition.TimelapseSummary`.
     zstack_planes : int
-        Plane count of the comparison z-stack.
+        Plane count of the comparison z-stack (by default the volumes' plane count).
     frames_read_back : int
         Frames the worker read back from the raw file.
     peak_frames_in_memory : int
@@ -475,8 +476,10 @@ class LiveSession:
     on_volume : callable, optional
         Connected to ``events.volume_ready``: called as ``on_volume(index, volume)``
         on the worker thread.
-    zstack_range_um, zstack_step_um : float
+    zstack_range_um, zstack_step_um : float, optional
         The scanned stack the dose is compared with (as `acquire_timelapse`).
+        Default (both None): a stack of the volumes' own planes, one exposure per
+        plane, i.e. what scanning the same volumes would have cost.
 
     Attributes
     ----------
@@ -506,8 +509,8 @@ class LiveSession:
         overwrite: bool = False,
         max_frames_in_memory: int = 16,
         on_volume: Callable[[int, np.ndarray], object] | None = None,
-        zstack_range_um: float = 20.0,
-        zstack_step_um: float = 1.0,
+        zstack_range_um: float | None = None,
+        zstack_step_um: float | None = None,
     ) -> None:
         if policy not in POLICIES:
             raise AcquisitionError(
@@ -587,9 +590,9 @@ class LiveSession:
         self._dose_known = True
         self._canceled = False
         self._raw_failed = False
-        self._zstack_planes = (
-            round(zstack_range_um / zstack_step_um) + 1 if zstack_step_um > 0 else 1
-        )
+        # the comparison stack's plane count; the volumes' own (set in start) unless
+        # a range or step is given
+        self._zstack_planes = 1
 
     # -- public ----------------------------------------------------------------------
     @property
@@ -649,14 +652,18 @@ class LiveSession:
                 "This live session was already started (or closed); create a new "
                 "LiveSession for another run."
             )
-        _check_timelapse_settings(
-            self.frames,
-            self.interval_ms,
-            self.exposure_ms,
-            self.zstack_range_um,
-            self.zstack_step_um,
-        )
-        planes = self._check_planes()
+        if self.zstack_range_um is None and self.zstack_step_um is None:
+            _check_timelapse_settings(self.frames, self.interval_ms, self.exposure_ms)
+            planes = self._check_planes()
+            self._zstack_planes = len(planes)
+        else:
+            range_um = 20.0 if self.zstack_range_um is None else self.zstack_range_um
+            step_um = 1.0 if self.zstack_step_um is None else self.zstack_step_um
+            _check_timelapse_settings(
+                self.frames, self.interval_ms, self.exposure_ms, range_um, step_um
+            )
+            planes = self._check_planes()
+            self._zstack_planes = round(range_um / step_um) + 1
         scope = self.scope
         core = scope.core
         _check_idle(scope)

@@ -3,7 +3,8 @@
 ``deepz acquire`` records a time-lapse and ``deepz zstack`` a z-stack, each into an
 OME-TIFF, on the simulated microscope by default or on any Micro-Manager config;
 ``deepz acquire --model M`` also refocuses every frame live (`deepz._cli_live`, with
-``deepz refocus`` and ``deepz demo``). ``deepz train`` and ``deepz evaluate`` make and
+``deepz refocus``, and ``deepz gui`` / ``deepz demo``, which open the Qt panel).
+``deepz train`` and ``deepz evaluate`` make and
 score Deep-Z models from z-stacks (`deepz._cli_models`).
 
 Output contract: with ``--json`` exactly one JSON object goes to stdout; everything

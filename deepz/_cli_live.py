@@ -1,8 +1,11 @@
-"""``deepz acquire --model``, ``deepz refocus`` and ``deepz demo``: live refocusing.
+"""``deepz acquire --model``, ``deepz refocus``, ``deepz gui``, ``deepz demo``.
 
 ``deepz acquire`` hands over to `acquire_live` when ``--model`` is given;
-``deepz refocus`` refocuses a saved raw time-lapse; ``deepz demo --headless`` runs the
-live pipeline on the simulator with the default model.
+``deepz refocus`` refocuses a saved raw time-lapse; ``deepz gui`` opens the Qt panel
+(`gui.run_panel`; Qt is imported only then, and its absence is a one-line install
+hint); ``deepz demo`` opens the panel on the simulator with the default model
+(``--screenshot`` runs it unattended and saves a PNG; ``--headless`` runs the same
+pipeline without a window and prints the summary).
 """
 
 from __future__ import annotations
@@ -309,7 +312,61 @@ def _file_progress() -> Iterator[Callable[[int, int], None] | None]:
         yield report
 
 
-# -- deepz demo ----------------------------------------------------------------------
+# -- deepz gui / deepz demo -----------------------------------------------------------
+GUI_INSTALL_HINT = (
+    'The deepz panel needs Qt: install it with  pip install "deepz-live[gui]"'
+)
+
+
+class PanelUnavailable(DeepzError):
+    """The panel's packages (Qt, vispy...) are not installed (exit code 1)."""
+
+
+def _panel_module() -> Any:
+    """The `gui` package, or `PanelUnavailable` with the one-line install hint."""
+    try:
+        import gui
+    except ImportError as error:  # gui.QtMissingError included
+        text = " ".join(str(error).split())
+        if "deepz-live[gui]" not in text:
+            text = f"{GUI_INSTALL_HINT} ({text})"
+        raise PanelUnavailable(text) from None
+    return gui
+
+
+def gui_command(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Micro-Manager .cfg file. Default: the simulated microscope.",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", help="Deep-Z model: 'default' (bundled) or a .safetensors file."
+        ),
+    ] = "default",
+    roi: Annotated[
+        int,
+        typer.Option(
+            "--roi",
+            help="Centred square camera region in pixels (smaller refocuses faster); "
+            "0 = the full sensor.",
+        ),
+    ] = 0,
+) -> None:
+    """Open the live panel: acquire, refocus and watch the virtual volumes."""
+    if roi < 0:
+        raise LiveUsageError(f"--roi {roi}: choose 0 (full sensor) or a size ≥ 16.")
+    panel = _panel_module()
+    status = panel.run_panel(config=config, model=model, roi=roi)
+    if status:
+        raise SystemExit(status)
+
+
 def demo(
     headless: Annotated[
         bool,
@@ -318,6 +375,16 @@ def demo(
             help="No window: run the pipeline and print the summary.",
         ),
     ] = False,
+    screenshot: Annotated[
+        Path | None,
+        typer.Option(
+            "--screenshot",
+            metavar="PNG",
+            help="Run --frames frames in the panel, save a PNG of it here and exit "
+            "(OpenGL views need a display: xvfb-run -a on a server).",
+            show_default=False,
+        ),
+    ] = None,
     frames: Annotated[int, typer.Option("--frames", help="Number of frames.")] = 50,
     interval_ms: Annotated[
         float, typer.Option("--interval-ms", help="Time between frames (ms).")
@@ -344,17 +411,42 @@ def demo(
     backend: BackendOption = "auto",
     json_output: JsonOption = False,
 ) -> None:
-    """Live refocusing on the simulated worm with the default model."""
-    if not headless:
-        raise DeepzError(
-            "The live panel (Qt) is not available yet; run `deepz demo --headless` "
-            "for the same pipeline without a window (it prints the summary)."
-        )
-    from acquisition import open_microscope
-
+    """The simulated worm refocused live by the default model, in the panel."""
+    parsed_planes = planes_from_option(planes)
+    check_policy(policy)
+    if frames < 1:
+        raise LiveUsageError(f"--frames {frames}: at least 1.")
+    if headless and screenshot is not None:
+        raise LiveUsageError("--screenshot shows the panel: leave out --headless.")
+    if json_output and not headless:
+        raise LiveUsageError("--json needs --headless (the panel prints no summary).")
     out_path = out or (
         Path("runs") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-demo.ome.tif"
     )
+    if not headless:
+        if roi and roi < 16:
+            raise LiveUsageError(f"--roi {roi}: choose 16 pixels or more (0 = full).")
+        panel = _panel_module()
+        settings: dict[str, Any] = {
+            "interval_ms": interval_ms,
+            "policy": policy,
+            "backend": backend,
+            "output": out_path,
+            "save_volumes": save_volumes,
+            "exposure_ms": 10.0,
+        }
+        if parsed_planes is not None:
+            settings["planes_um"] = tuple(sorted(parsed_planes))
+        status = panel.run_panel(
+            demo=True, screenshot=screenshot, frames=frames, roi=roi, settings=settings
+        )
+        if status:
+            raise SystemExit(status)
+        if screenshot is not None:
+            typer.echo(f"Saved a screenshot of the panel to {screenshot}.")
+        return
+    from acquisition import open_microscope
+
     with open_microscope() as scope:
         if roi:
             _centred_roi(scope, roi)
@@ -393,6 +485,7 @@ def _centred_roi(scope: Microscope, size: int) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``refocus`` and ``demo`` to the ``deepz`` command line."""
+    """Add ``refocus``, ``gui`` and ``demo`` to the ``deepz`` command line."""
     app.command()(refocus)
+    app.command(name="gui")(gui_command)
     app.command()(demo)

@@ -9,14 +9,14 @@ session; its module docstring states the threading contract. `run_panel` is what
 sessions for it.
 
 Importing this package without Qt raises `QtMissingError` with a one-line hint:
-``pip install 'deepz-live[gui]'``.
+``pip install "deepz-live[gui]"``.
 """
 
 # first: without Qt this raises QtMissingError with the install hint
 from gui._qt import INSTALL_HINT, QtMissingError
 
 # isort: split
-from gui._app import MicroscopeSessions, run_panel
+from gui._app import MicroscopeSessions, PanelError, display_problem, run_panel
 from gui._controls import ControlsWidget, model_range_um, next_free_path
 from gui._main_window import DeepzPanel, ErrorBanner
 from gui._screenshot import grab_with_canvases, save_screenshot
@@ -47,6 +47,7 @@ __all__ = [
     "LiveSessionLike",
     "LiveSettings",
     "MicroscopeSessions",
+    "PanelError",
     "QtMissingError",
     "SessionFactory",
     "SettingsError",
@@ -56,6 +57,7 @@ __all__ = [
     "auto_contrast_limits",
     "check_planes_in_model_range",
     "describe_error",
+    "display_problem",
     "grab_with_canvases",
     "model_range_um",
     "next_free_path",

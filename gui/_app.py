@@ -10,18 +10,30 @@ for a screenshot.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from acquisition import DeepzError
+
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
     from acquisition import Microscope
     from gui._settings import LiveSettings
 
-__all__ = ["CONTINUOUS_MAX_FRAMES", "MicroscopeSessions", "run_panel"]
+__all__ = [
+    "CONTINUOUS_MAX_FRAMES",
+    "MicroscopeSessions",
+    "PanelError",
+    "display_problem",
+    "run_panel",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -147,6 +159,23 @@ def _centred_roi(scope: Microscope, size: int) -> None:
     core.setROI((width - size) // 2, (height - size) // 2, size, size)
 
 
+def display_problem() -> str | None:
+    """Why Qt could not open a window here, or None when it can.
+
+    On Linux without ``DISPLAY`` (or ``WAYLAND_DISPLAY``) Qt aborts the process with
+    a screenful of plugin messages; this says it in one line first. A platform chosen
+    with ``QT_QPA_PLATFORM`` (``offscreen``, ``xcb`` under Xvfb...) is left to Qt.
+    """
+    if os.environ.get("QT_QPA_PLATFORM") or not sys.platform.startswith("linux"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return (
+        "No display to open the panel on (DISPLAY is not set): run it on a desktop, "
+        "over ssh -X, or under Xvfb (xvfb-run -a deepz gui)."
+    )
+
+
 def run_panel(
     config: str | Path | None = None,
     model: str | None = None,
@@ -156,6 +185,7 @@ def run_panel(
     *,
     roi: int = 0,
     timeout_s: float = 600.0,
+    settings: Mapping[str, Any] | None = None,
 ) -> int:
     """Open the deepz panel; return the process exit status.
 
@@ -168,57 +198,151 @@ def run_panel(
     demo : bool
         The simulator with the bundled default model, ready to press Start.
     screenshot : path, optional
-        Run ``frames`` frames unattended, save a PNG of the window here and exit
-        (OpenGL views need a display: under Xvfb, ``xvfb-run -a``).
+        Run ``frames`` frames unattended, save a PNG of the window here and return
+        (the OpenGL views need a display with OpenGL, e.g. ``xvfb-run -a``; without
+        one the PNG shows the panel with a note in place of the views, and a warning
+        is printed).
     frames : int, optional
         Frames per run (default 100; 20 for a screenshot).
     roi : int
         Centred square camera region in pixels (0: full sensor).
     timeout_s : float
         A screenshot run that has not finished by then is stopped.
+    settings : mapping, optional
+        Initial values of other `LiveSettings` fields (``interval_ms``,
+        ``planes_um`` evenly spaced, ``policy``, ``backend``, ``output``,
+        ``save_volumes``, ``exposure_ms``, ``led_intensity_pct``).
 
     Returns
     -------
     int
-        0, or 1 when a screenshot run failed (the message is printed).
+        0 (or the Qt event loop's exit status when the window was closed).
 
     Raises
     ------
     gui.QtMissingError
         No Qt binding (or another GUI package) is installed: the message is the
         install hint.
+    PanelError
+        No display to open the window on, settings the panel cannot show, or a
+        screenshot run that failed (the screenshot is saved first: it shows the
+        error).
     """
     from qtpy.QtWidgets import QApplication
 
     from gui._main_window import DeepzPanel
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app = QApplication.instance()
+    if app is None:
+        problem = display_problem()
+        if problem is not None and screenshot is None:
+            raise PanelError(problem)
+        if problem is not None:  # a screenshot still shows controls and telemetry
+            os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        app = QApplication(sys.argv[:1])
     if demo:
         config, model = None, "default"
     sessions = MicroscopeSessions(roi=roi)
     panel = DeepzPanel(sessions, config=config, model=model or "default")
-    if frames is not None:
-        panel.controls.frames_box.setValue(int(frames))
-        panel.controls.continuous_box.setChecked(False)
-    elif screenshot is not None:
-        panel.controls.frames_box.setValue(20)
+    try:
+        if settings:
+            _apply_settings(panel, settings)
+        if frames is not None:
+            panel.controls.frames_box.setValue(int(frames))
+            panel.controls.continuous_box.setChecked(False)
+        elif screenshot is not None:
+            panel.controls.frames_box.setValue(20)
+            panel.controls.continuous_box.setChecked(False)
+    except Exception:
+        panel.close()
+        raise
     if config is not None and not Path(config).expanduser().is_file():
         panel.show_error(f"Config: no configuration file at {config}.")
     app.aboutToQuit.connect(sessions.close)
-    panel.show()
-    if screenshot is None:
-        status = app.exec()
-        sessions.close()
-        return int(status)
+    with _quiet_qt_noise():
+        panel.show()
+        try:
+            if screenshot is None:
+                return int(app.exec())
+            _screenshot_run(app, panel, Path(screenshot), timeout_s)
+            return 0
+        finally:
+            panel.close()
+            panel.deleteLater()
+            sessions.close()
+
+
+# Qt warnings that say nothing to a user (the offscreen platform's window hints)
+_QT_NOISE = ("propagateSizeHints",)
+
+
+@contextmanager
+def _quiet_qt_noise() -> Iterator[None]:
+    """Drop known meaningless Qt warnings; pass everything else on."""
+    from qtpy.QtCore import qInstallMessageHandler
+
+    previous: Any = None
+
+    def handler(mode: Any, context: Any, message: str) -> None:
+        if any(noise in message for noise in _QT_NOISE):
+            return
+        if previous is not None:
+            previous(mode, context, message)
+        else:
+            sys.stderr.write(f"{message}\n")
+
+    previous = qInstallMessageHandler(handler)
     try:
-        return _screenshot_run(app, panel, Path(screenshot), timeout_s)
+        yield
     finally:
-        panel.close()
-        sessions.close()
+        qInstallMessageHandler(previous)
 
 
-def _screenshot_run(app: Any, panel: Any, path: Path, timeout_s: float) -> int:
-    """Press Start, wait for the run to end, save the window, report."""
+class PanelError(DeepzError):
+    """The panel could not run, or a screenshot run failed; the message says why."""
+
+
+def _apply_settings(panel: Any, values: Mapping[str, Any]) -> None:
+    """Fill the panel's controls with ``values`` (validated as `LiveSettings`)."""
+    from pydantic import ValidationError
+
+    from gui._controls import _readable
+    from gui._settings import LiveSettings, planes_from_range
+
+    controls = panel.controls
+    current = {
+        "config": controls.config_field.edit.text(),
+        "exposure_ms": controls.exposure_box.value(),
+        "led_intensity_pct": controls.led_box.value(),
+        "interval_ms": controls.interval_box.value(),
+        "frames": controls.frames_box.value(),
+        "planes_um": controls.planes_um(),
+        "model": controls.model_field.edit.text(),
+        "backend": controls.backend_box.currentText(),
+        "policy": controls.policy_box.currentText(),
+        "output": controls.output_field.edit.text(),
+        "save_volumes": controls.save_volumes_box.isChecked(),
+    }
+    try:
+        settings = LiveSettings.model_validate({**current, **values})
+    except ValidationError as error:
+        raise PanelError(_readable(error)) from None
+    planes = settings.planes_um
+    if len(planes) > 1:
+        even = planes_from_range(planes[0], planes[-1], settings.dz_um)
+        if (
+            len(even) != len(planes)
+            or max(abs(a - b) for a, b in zip(even, planes, strict=True)) > 1e-6
+        ):
+            raise PanelError(
+                "The panel takes evenly spaced planes (START:STOP:STEP), got "
+                f"{', '.join(f'{p:g}' for p in planes)} µm."
+            )
+    controls.set_settings(settings)
+
+
+def _screenshot_run(app: Any, panel: Any, path: Path, timeout_s: float) -> None:
+    """Press Start, wait for the run to end, save the window; raise if it failed."""
     import time
 
     from gui._screenshot import save_screenshot
@@ -241,10 +365,13 @@ def _screenshot_run(app: Any, panel: Any, path: Path, timeout_s: float) -> int:
         time.sleep(0.01)
     view = panel.volume_view
     if not view.gl_available:
-        print(f"warning: {view.gl_error}", file=sys.stderr)
+        print(
+            f"warning: {view.gl_error} The screenshot shows the panel without its "
+            "views.",
+            file=sys.stderr,
+        )
     save_screenshot(panel, path)
-    print(f"screenshot: {path}", file=sys.stderr)
     if panel.error_text:
-        print(f"error: {panel.error_text}", file=sys.stderr)
-        return 1
-    return 0
+        raise PanelError(
+            f"{panel.error_text} (the panel with this message is saved in {path})"
+        )

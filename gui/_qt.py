@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 INSTALL_HINT = (
-    "The deepz panel needs Qt: install it with  pip install 'deepz-live[gui]'"
+    'The deepz panel needs Qt: install it with  pip install "deepz-live[gui]"'
 )
 
 # qtpy's QtCore fails without a binding (PySide6, PyQt6...): QtBindingsNotFoundError

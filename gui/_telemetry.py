@@ -3,6 +3,10 @@
 `Telemetry` is plain data (no Qt); `Telemetry.from_stats` reads a live session's stats
 snapshot, whatever its exact field names, so the names are fixed in one place.
 `TelemetryWidget` shows one `Telemetry`, formatted.
+
+Light dose is shown per volume and for the whole run, next to what a scanned z-stack
+of the same volumes would have cost: one exposure per plane of the volume instead of
+one per frame, so the factor is the volume's plane count.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class Telemetry:
     dose_per_frame_J_cm2: float | None = None
     cumulative_dose_J_cm2: float | None = None
     equivalent_zstack_dose_J_cm2: float | None = None
+    zstack_planes: int | None = None
     redraws_per_s: float | None = None
 
     @classmethod
@@ -75,9 +80,10 @@ class Telemetry:
     ) -> Telemetry:
         """Read a stats snapshot: a mapping, a dataclass or any object with attributes.
 
-        Without an equivalent z-stack dose in ``stats``, it is computed as the dose of
-        scanning ``planes_per_volume`` planes (one exposure each, at the same dose per
-        frame) instead of taking each frame.
+        With ``planes_per_volume`` (the planes of the volumes shown), the equivalent
+        z-stack dose is the run's dose × that plane count: scanning the same volumes
+        plane by plane, one exposure per plane at the same dose per exposure, instead
+        of taking one frame per volume. Without it, the session's own figure is shown.
         """
         if dataclasses.is_dataclass(stats) and not isinstance(stats, type):
             stats = dataclasses.asdict(stats)
@@ -94,18 +100,31 @@ class Telemetry:
             return None
 
         values = {name: get(name) for name in _STATS_ALIASES}
-        if (
-            values["equivalent_zstack_dose_J_cm2"] is None
-            and planes_per_volume
-            and values["dose_per_frame_J_cm2"] is not None
-            and values["frames"] is not None
-        ):
+        total, per_frame = (
+            values["cumulative_dose_J_cm2"],
+            values["dose_per_frame_J_cm2"],
+        )
+        if total is None and per_frame is not None and values["frames"] is not None:
+            total = values["cumulative_dose_J_cm2"] = (
+                float(per_frame) * values["frames"]
+            )
+        if planes_per_volume:
+            values["zstack_planes"] = int(planes_per_volume)
             values["equivalent_zstack_dose_J_cm2"] = (
-                float(values["dose_per_frame_J_cm2"])
-                * planes_per_volume
-                * int(values["frames"])
+                None if total is None else float(total) * planes_per_volume
+            )
+        elif values["equivalent_zstack_dose_J_cm2"] is not None and total:
+            values["zstack_planes"] = round(
+                float(values["equivalent_zstack_dose_J_cm2"]) / float(total)
             )
         return cls(**values)
+
+    @property
+    def zstack_dose_per_volume_J_cm2(self) -> float | None:
+        """The dose of scanning one volume as a z-stack (per frame × planes)."""
+        if self.dose_per_frame_J_cm2 is None or not self.zstack_planes:
+            return None
+        return self.dose_per_frame_J_cm2 * self.zstack_planes
 
     def with_redraw_rate(self, redraws_per_s: float) -> Telemetry:
         """A copy with the panel's own redraw rate."""
@@ -172,19 +191,35 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
     ("volumes", "Volumes", "Volumes refocused"),
     ("skipped_frames", "Skipped", "Frames not refocused because inference was busy"),
     ("queue_depth", "Queue", "Frames waiting for inference"),
-    ("dose_per_frame_J_cm2", "Dose/frame", "Light dose of one exposure"),
-    ("cumulative_dose_J_cm2", "Dose total", "Light dose delivered in this run"),
+    ("redraws_per_s", "Redraws/s", "Panel redraws per second (throttled to ~30)"),
+)
+
+# the light-dose table: (key, row, column); rows "this run" / z-stack, columns per
+# volume / run total
+_DOSE_CELLS: tuple[tuple[str, int, int, str], ...] = (
+    ("dose_per_frame_J_cm2", 1, 1, "Light of one exposure: all that a volume cost"),
+    ("cumulative_dose_J_cm2", 1, 2, "Light delivered in this run so far"),
+    (
+        "zstack_dose_per_volume_J_cm2",
+        2,
+        1,
+        "Scanning one volume's planes as a z-stack: one exposure per plane",
+    ),
     (
         "equivalent_zstack_dose_J_cm2",
-        "Z-stack dose",
-        "Dose that scanning a z-stack instead of taking each frame would have cost",
+        2,
+        2,
+        "Scanning every volume of this run as a z-stack of the same planes",
     ),
-    ("redraws_per_s", "Redraws/s", "Panel redraws per second (throttled to ~30)"),
 )
 
 
 class TelemetryWidget(QGroupBox):
-    """Frames/s, volumes/s, latency p50/p99, skipped frames and light dose."""
+    """Frames/s, volumes/s, latency p50/p99, skipped frames and light dose.
+
+    The dose is a small table: per volume and for the run so far, for this run (one
+    frame per volume) and for scanned z-stacks of the same planes.
+    """
 
     def __init__(self, *, columns: int = 1, parent: QWidget | None = None) -> None:
         super().__init__("Telemetry", parent)
@@ -215,6 +250,32 @@ class TelemetryWidget(QGroupBox):
                 grid.setColumnMinimumWidth(3 * (row // rows) - 1, 16)
             self._values[key] = value
         layout.addLayout(grid)
+        dose = QGridLayout()
+        dose.setHorizontalSpacing(10)
+        dose.setVerticalSpacing(2)
+        for column, title in ((0, "Light dose"), (1, "per volume"), (2, "run total")):
+            header = QLabel(title)
+            if column:
+                header.setAlignment(
+                    Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                )
+            dose.addWidget(header, 0, column)
+        dose.addWidget(QLabel("this run (1 frame per volume)"), 1, 0)
+        self._zstack_label = QLabel()
+        dose.addWidget(self._zstack_label, 2, 0)
+        for key, row, column, tip in _DOSE_CELLS:
+            value = QLabel(_DASH)
+            value.setObjectName(key)
+            value.setFont(value_font)
+            value.setToolTip(tip)
+            value.setAlignment(
+                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+            )
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            dose.addWidget(value, row, column)
+            self._values[key] = value
+        dose.setColumnStretch(0, 1)
+        layout.addLayout(dose)
         self._saving = QLabel("")
         self._saving.setObjectName("dose_saving")
         self._saving.setWordWrap(True)
@@ -243,24 +304,31 @@ class TelemetryWidget(QGroupBox):
             "dose_per_frame_J_cm2": format_dose(t.dose_per_frame_J_cm2),
             "cumulative_dose_J_cm2": format_dose(t.cumulative_dose_J_cm2),
             "equivalent_zstack_dose_J_cm2": format_dose(t.equivalent_zstack_dose_J_cm2),
+            "zstack_dose_per_volume_J_cm2": format_dose(t.zstack_dose_per_volume_J_cm2),
             "redraws_per_s": format_rate(t.redraws_per_s),
         }
         for key, text in texts.items():
             self._values[key].setText(text)
-        per_frame, zstack = t.dose_per_frame_J_cm2, t.equivalent_zstack_dose_J_cm2
-        if not (_missing(per_frame) or _missing(zstack)) and t.frames and per_frame:
-            assert per_frame is not None and zstack is not None
-            per_volume = zstack / t.frames  # one scanned stack instead of each frame
+        planes = t.zstack_planes
+        self._zstack_label.setText(
+            f"as {planes}-plane z-stacks" if planes else "as scanned z-stacks"
+        )
+        if planes and not _missing(t.dose_per_frame_J_cm2) and t.dose_per_frame_J_cm2:
             self._saving.setText(
-                f"Light per volume: {format_dose(per_frame)} here, "
-                f"{format_dose(per_volume)} as a scanned z-stack "
-                f"({per_volume / per_frame:.0f}× more)."
+                f"Scanning the same {planes} planes as a z-stack would take "
+                f"{planes}× the light per volume."
             )
         else:
             self._saving.setText("")
 
     def text(self, key: str) -> str:
-        """The text shown for field ``key`` (a `Telemetry` field name)."""
+        """The text shown for field ``key`` (a `Telemetry` field or property name).
+
+        ``dose_saving`` is the sentence under the dose table, ``zstack_label`` the
+        z-stack row's title.
+        """
         if key == "dose_saving":
             return self._saving.text()
+        if key == "zstack_label":
+            return self._zstack_label.text()
         return self._values[key].text()

@@ -102,7 +102,7 @@ def _probe_opengl() -> str | None:
     if importlib.util.find_spec("OpenGL") is None:  # vispy's 3-D textures need it
         return (
             "3-D view unavailable: PyOpenGL is not installed "
-            "(pip install 'deepz-live[gui]')."
+            '(pip install "deepz-live[gui]").'
         )
     platform = QGuiApplication.platformName()
     if platform in ("offscreen", "minimal"):

@@ -186,3 +186,19 @@ def test_ctrl_c_saves_frames_and_exits_130(tmp_path: Path) -> None:
     saved = int(stderr.split("interrupted after ")[1].split(" ")[0])
     assert saved >= 5
     assert tifffile.imread(out).shape == (saved, 128, 128)
+
+
+@pytest.mark.parametrize("argv", [["gui"], ["demo"], ["demo", "--screenshot", "x.png"]])
+def test_panel_without_qt_is_the_install_hint(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # a machine without the gui extra: qtpy (hence every Qt binding) cannot import
+    for name in [m for m in sys.modules if m.split(".")[0] in ("gui", "qtpy")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "qtpy", None)
+    assert _run(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("deepz: error: The deepz panel needs Qt")
+    assert 'pip install "deepz-live[gui]"' in captured.err
+    assert captured.err.count("\n") == 1  # one line, no traceback

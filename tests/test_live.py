@@ -143,6 +143,12 @@ def test_pipeline_volumes_equal_the_refocuser_alone(
     assert processor["backend"] == "torch"
     assert len(processor["model_sha256"]) == 64
     assert stored["run"]["planes_um"] == [-4.0, 0.0, 4.0]
+    # the dose is compared with scanning the same 3 planes for every frame
+    assert summary.zstack_planes == 3
+    assert summary.dose_total_J_cm2 is not None
+    assert summary.equivalent_zstack_dose_J_cm2 == pytest.approx(
+        3 * summary.dose_total_J_cm2
+    )
     assert (
         read_run_metadata(out)["processor"]["model_sha256"]
         == (processor["model_sha256"])
@@ -196,6 +202,10 @@ def test_acquire_with_model_json_and_files(
     assert summary["volume_output"] == str(volume_output)
     assert summary["latency_p99_ms"] >= summary["latency_p50_ms"] > 0
     assert summary["dose_per_frame_J_cm2"] > 0
+    # the light of scanning the same 9-plane volumes: one exposure per plane
+    assert summary["equivalent_zstack_dose_J_cm2"] == pytest.approx(
+        9 * summary["dose_total_J_cm2"], rel=1e-3
+    )
     assert tifffile.imread(out).shape == (6, 128, 128)
     with tifffile.TiffFile(volume_output) as tif:
         assert tif.series[0].axes == "TZYX"
@@ -257,8 +267,8 @@ def test_demo_headless_with_the_default_model(tmp_path: Path, capsys) -> None:
     assert summary["planes_um"] == PLANES_9
     assert tifffile.imread(out).shape == (3, 64, 64)
 
-    assert _run(["demo"]) == 1
-    assert "--headless" in capsys.readouterr().err
+    assert _run(["demo", "--json"]) == 2  # the panel prints no JSON
+    assert "--json needs --headless" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

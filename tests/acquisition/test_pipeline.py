@@ -445,7 +445,12 @@ def test_stats_snapshot_while_running(simulator: Microscope, tmp_path: Path) -> 
     assert last.dose_per_frame_J_cm2 == pytest.approx(0.5 * 0.01)
     assert last.dose_total_J_cm2 == pytest.approx(40 * 0.5 * 0.01)
     assert summary.dose_total_J_cm2 == pytest.approx(last.dose_total_J_cm2)
-    assert summary.equivalent_zstack_dose_J_cm2 == pytest.approx(21 * 40 * 0.005)
+    # compared with scanning the same volumes: one exposure per plane
+    assert summary.zstack_planes == len(PLANES)
+    assert summary.equivalent_zstack_dose_J_cm2 == pytest.approx(
+        len(PLANES) * 40 * 0.005
+    )
+    assert last.equivalent_zstack_dose_J_cm2 == pytest.approx(len(PLANES) * 40 * 0.005)
     assert summary.latency_p50_ms >= 50
 
 

@@ -52,6 +52,7 @@ def test_start_and_stop_on_the_simulator(qtbot, live_panel, tmp_path):
     )  # the telemetry follows the run
     assert panel.telemetry.text("frames_per_s").endswith("/s")
     assert panel.telemetry.text("dose_per_frame_J_cm2").endswith("J/cm²")
+    assert panel.telemetry.text("zstack_label") == "as 3-plane z-stacks"
 
     with qtbot.waitSignal(panel.controller.run_finished, timeout=60_000):
         qtbot.mouseClick(panel.controls.stop_button, Qt.MouseButton.LeftButton)

@@ -46,6 +46,13 @@ def test_start_and_stop_a_run_through_the_controls(qtbot, panel_for, fake_sessio
     qtbot.waitUntil(lambda: telemetry.telemetry.frames > first_frames, timeout=5000)
     assert telemetry.text("frames_per_s").endswith("/s")
     assert telemetry.text("dose_per_frame_J_cm2") == "2.00 mJ/cm²"
+    # compared with scanning the same 9-plane volumes: 9× the light
+    shown = telemetry.telemetry
+    assert shown.zstack_planes == len(panel.controls.planes_um()) == 9
+    assert shown.equivalent_zstack_dose_J_cm2 == pytest.approx(
+        9 * shown.cumulative_dose_J_cm2
+    )
+    assert telemetry.text("zstack_dose_per_volume_J_cm2") == "18.0 mJ/cm²"
     assert view.voxel_size_um[1] == 0.5  # the session's pixel size
 
     click(qtbot, panel.controls.stop_button)

@@ -42,7 +42,8 @@ def test_the_widget_shows_the_numbers_it_is_given(qtbot):
             queue_depth=2,
             dose_per_frame_J_cm2=2e-3,
             cumulative_dose_J_cm2=0.84,
-            equivalent_zstack_dose_J_cm2=2e-3 * 9 * 41,
+            equivalent_zstack_dose_J_cm2=0.84 * 9,
+            zstack_planes=9,
             redraws_per_s=29.5,
         )
     )
@@ -59,6 +60,8 @@ def test_the_widget_shows_the_numbers_it_is_given(qtbot):
             "dose_per_frame_J_cm2",
             "cumulative_dose_J_cm2",
             "equivalent_zstack_dose_J_cm2",
+            "zstack_dose_per_volume_J_cm2",
+            "zstack_label",
             "redraws_per_s",
         )
     }
@@ -72,12 +75,13 @@ def test_the_widget_shows_the_numbers_it_is_given(qtbot):
         "queue_depth": "2",
         "dose_per_frame_J_cm2": "2.00 mJ/cm²",
         "cumulative_dose_J_cm2": "840 mJ/cm²",
-        "equivalent_zstack_dose_J_cm2": "738 mJ/cm²",
+        "equivalent_zstack_dose_J_cm2": "7.56 J/cm²",
+        "zstack_dose_per_volume_J_cm2": "18.0 mJ/cm²",
+        "zstack_label": "as 9-plane z-stacks",
         "redraws_per_s": "29.5 /s",
     }
     assert widget.text("dose_saving") == (
-        "Light per volume: 2.00 mJ/cm² here, 18.0 mJ/cm² as a scanned z-stack "
-        "(9× more)."
+        "Scanning the same 9 planes as a z-stack would take 9× the light per volume."
     )
 
 
@@ -107,11 +111,38 @@ def test_stats_objects_and_given_zstack_dose():
     @dataclass
     class Stats:
         frames_per_s: float
-        volumes: int
-        dose_per_frame_J_cm2: float
+        frames: int
+        dose_total_J_cm2: float
         equivalent_zstack_dose_J_cm2: float
 
-    telemetry = Telemetry.from_stats(Stats(9.0, 3, 1e-3, 5.0), planes_per_volume=21)
+    stats = Stats(9.0, 3, 3e-3, 0.063)  # compared with 21-plane stacks
+    telemetry = Telemetry.from_stats(stats)
     assert telemetry.frames_per_s == 9.0
-    assert telemetry.equivalent_zstack_dose_J_cm2 == 5.0  # the session's own figure
+    assert telemetry.equivalent_zstack_dose_J_cm2 == 0.063  # the session's own figure
+    assert telemetry.zstack_planes == 21
     assert telemetry.latency_p50_ms is None
+
+
+def test_the_zstack_has_the_planes_of_the_volumes_shown(qtbot):
+    """The z-stack compared with has the volumes' planes: the factor is their count.
+
+    (The panel once showed a 21-plane comparison next to 9-plane volumes.)
+    """
+    stats = {
+        "frames_acquired": 40,
+        "dose_per_frame_J_cm2": 2e-3,
+        "dose_total_J_cm2": 0.08,
+        "equivalent_zstack_dose_J_cm2": 0.08 * 21,  # another stack: not these volumes
+    }
+    telemetry = Telemetry.from_stats(stats, planes_per_volume=9)
+    assert telemetry.zstack_planes == 9
+    assert telemetry.equivalent_zstack_dose_J_cm2 / 0.08 == pytest.approx(9)
+    per_volume = telemetry.zstack_dose_per_volume_J_cm2
+    assert per_volume / telemetry.dose_per_frame_J_cm2 == pytest.approx(9)
+    widget = TelemetryWidget()
+    qtbot.addWidget(widget)
+    widget.set_telemetry(telemetry)
+    assert widget.text("zstack_dose_per_volume_J_cm2") == "18.0 mJ/cm²"  # 9 × 2.00
+    assert widget.text("equivalent_zstack_dose_J_cm2") == "720 mJ/cm²"  # 9 × 80.0
+    assert widget.text("zstack_label") == "as 9-plane z-stacks"
+    assert "9×" in widget.text("dose_saving")
