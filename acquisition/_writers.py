@@ -270,7 +270,51 @@ def _padded(data: bytes) -> bytes:
     return data + b"\x00" * (len(data) % 2)
 
 
-class _FrameWriter:
+class _OutputFile:
+    """What frame and volume writers share: open once, append, close once.
+
+    Subclasses set ``path`` and ``_closed = False``, call `_create_output`, and
+    implement ``_open`` (create the file; an OSError becomes an
+    `OutputLocationError`), ``_write`` (one frame or volume) and ``_finish``.
+    """
+
+    path: Path
+    _closed: bool
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close()` has run."""
+        return self._closed
+
+    def close(self) -> None:
+        """Finish the output. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finish()
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def _write(self, data: np.ndarray, meta: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _FrameWriter(_OutputFile):
     """Shared bookkeeping of the raw-frame writers: checks, metadata, closing."""
 
     def __init__(
@@ -305,11 +349,6 @@ class _FrameWriter:
         """Number of frames appended so far."""
         return len(self._frame_metadata)
 
-    @property
-    def closed(self) -> bool:
-        """Whether `close()` has run."""
-        return self._closed
-
     def append(
         self, frame: np.ndarray, frame_metadata: dict[str, Any] | None = None
     ) -> None:
@@ -340,34 +379,6 @@ class _FrameWriter:
         meta = _jsonable(dict(frame_metadata or {}))
         self._write(frame, meta)
         self._frame_metadata.append(meta)
-
-    def close(self) -> None:
-        """Finish the output. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        self._finish()
-
-    def _open(self) -> None:
-        """Create the output (an OSError becomes an `OutputLocationError`)."""
-        raise NotImplementedError
-
-    def _write(self, frame: np.ndarray, meta: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    def _finish(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class OmeTiffWriter(_FrameWriter):
@@ -649,7 +660,7 @@ VOLUMES_JSON_NAMESPACE = "deepz-live/volumes.json"
 _VOLUME_KEY = "deepz_volume"
 
 
-class _VolumeWriter:
+class _VolumeWriter(_OutputFile):
     """Shared bookkeeping of the volume writers: checks, metadata, closing."""
 
     def __init__(
@@ -684,11 +695,6 @@ class _VolumeWriter:
         """Number of volumes appended so far."""
         return len(self._volume_metadata)
 
-    @property
-    def closed(self) -> bool:
-        """Whether `close()` has run."""
-        return self._closed
-
     def append(
         self, volume: np.ndarray, volume_metadata: dict[str, Any] | None = None
     ) -> None:
@@ -715,33 +721,6 @@ class _VolumeWriter:
         meta = _jsonable(dict(volume_metadata or {}))
         self._write(volume.astype(np.float32, copy=False), meta)
         self._volume_metadata.append(meta)
-
-    def close(self) -> None:
-        """Finish the output. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        self._finish()
-
-    def _open(self) -> None:
-        raise NotImplementedError
-
-    def _write(self, volume: np.ndarray, meta: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    def _finish(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class OmeTiffVolumeWriter(_VolumeWriter):
