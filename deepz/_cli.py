@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from acquisition import (
     AcquisitionInterrupted,
@@ -41,6 +40,9 @@ from inference._errors import InferenceError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from contextlib import AbstractContextManager
+
+    ProgressReport = Callable[[int, int], None]
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -296,26 +298,9 @@ def _parse_set(text: str) -> tuple[str, str, str]:
     return device, prop, value
 
 
-@contextmanager
-def _progress(quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
+def _progress(quiet: bool) -> AbstractContextManager[ProgressReport | None]:
     """A rich progress bar on stderr, when stderr is a terminal."""
-    if not _stderr.is_terminal:
-        yield None
-        return
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=_stderr,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("Acquiring", total=None)
-
-        def report(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield report
+    return _cli_live.progress_bar("Acquiring")
 
 
 def _default_output(kind: str) -> Path:

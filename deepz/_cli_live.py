@@ -268,7 +268,7 @@ def refocus(
     """Refocus every frame of a saved raw time-lapse into a volume file."""
     from deepz._live import refocus_file
 
-    with _file_progress() as report:
+    with progress_bar("Refocusing") as report:
         summary = refocus_file(
             model,
             raw,
@@ -292,7 +292,11 @@ def refocus(
 
 
 @contextmanager
-def _file_progress() -> Iterator[Callable[[int, int], None] | None]:
+def progress_bar(
+    description: str = "Refocusing",
+) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr when it is a terminal; yields ``report(done,
+    total)`` (or None, when there is no terminal to draw on)."""
     if not _stderr.is_terminal:
         yield None
         return
@@ -304,7 +308,7 @@ def _file_progress() -> Iterator[Callable[[int, int], None] | None]:
         console=_stderr,
         transient=True,
     ) as bar:
-        task = bar.add_task("Refocusing", total=None)
+        task = bar.add_task(description, total=None)
 
         def report(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
