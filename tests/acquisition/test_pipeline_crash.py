@@ -17,7 +17,10 @@ from acquisition import read_frame_metadata, read_run_metadata, read_volume_meta
 
 REPO = Path(__file__).parents[2]
 CHILD = Path(__file__).with_name("live_child.py")
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "PYMM_LOG_FILE": "0"}
+# No pymmcore-plus log file in the child: under the disk-full test's file size limit
+# a log file already larger than the limit fails every write. (pymmcore-plus 0.18
+# treats PYMM_LOG_FILE=0 as "the default file"; PYTEST_RUNNING turns file logging off.)
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "PYTEST_RUNNING": "1"}
 
 pytestmark = [
     pytest.mark.slow,
