@@ -10,6 +10,7 @@ one JSON line with the outcome.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import signal
 import sys
@@ -80,3 +81,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    if sys.argv[1] == "diskfull":
+        # Everything is written and closed, and the outcome printed. Under the file
+        # size limit, interpreter teardown sometimes aborts inside Micro-Manager's
+        # C++ core ("FATAL: exception not rethrown", about 1 run in 8 here): leave
+        # without it, so the exit status reports the run, not the teardown.
+        os._exit(0)
