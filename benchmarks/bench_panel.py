@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -49,50 +48,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from _standins import SleepLikeTheModel, machine_description
 
 import deepz
 
 CONDITIONS = ("headless", "panel", "panel + rotating")
 ROTATE_INTERVAL_MS = 33
 ROTATE_STEP_DEG = 3.0
-
-
-class _SleepLikeTheModel:
-    """Takes as long as the model per volume, without the CPU; returns zeros."""
-
-    def __init__(self, planes: tuple[float, ...], seconds: float) -> None:
-        self.planes_um = planes
-        self.seconds = seconds
-        self.shape: tuple[int, int] = (1, 1)
-
-    def setup(self, frame_shape, dtype, metadata) -> None:
-        self.shape = frame_shape
-
-    def process(self, frame: np.ndarray) -> np.ndarray:
-        time.sleep(self.seconds)
-        # not all zeros: the panel's auto-contrast and 3-D view get something to draw
-        volume = np.empty((len(self.planes_um), *self.shape), np.float32)
-        volume[:] = frame
-        return volume
-
-    def close(self) -> None:
-        pass
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "sleep", "seconds": self.seconds}
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs, {platform.machine()}"
 
 
 def _model_seconds(scope: Any, args: argparse.Namespace, planes: Any) -> float:
@@ -281,7 +243,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         model_s = _model_seconds(bench.scope, args, bench.planes)
         results: dict[str, Any] = {
-            "machine": _machine(),
+            "machine": machine_description(),
             "qt_platform": bench.app.platformName(),
             "gl_renderer": bench.gl_renderer(),
             "model": args.model,
@@ -296,7 +258,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         processors = {
             "model": args.model,
-            "stand-in": _SleepLikeTheModel(bench.planes, model_s),
+            "stand-in": SleepLikeTheModel(bench.planes, model_s, copy_frame=True),
         }
         bench.processor = args.model
         for condition in CONDITIONS:  # warm-up: ONNX cache, GL programs, textures

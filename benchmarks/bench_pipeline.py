@@ -32,53 +32,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import tifffile
+from _standins import SleepLikeTheModel, machine_description
 
 import deepz
 from acquisition import LiveSession
-
-
-class _SleepLikeTheModel:
-    """Takes as long as the model per volume, without the CPU; returns zeros."""
-
-    def __init__(self, planes: tuple[float, ...], seconds: float) -> None:
-        self.planes_um = planes
-        self.seconds = seconds
-        self.shape: tuple[int, int] = (1, 1)
-
-    def setup(self, frame_shape, dtype, metadata) -> None:
-        self.shape = frame_shape
-
-    def process(self, frame: np.ndarray) -> np.ndarray:
-        time.sleep(self.seconds)
-        return np.zeros((len(self.planes_um), *self.shape), np.float32)
-
-    def close(self) -> None:
-        pass
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "sleep", "seconds": self.seconds}
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs, {platform.machine()}"
 
 
 def _scope(size: int) -> deepz.Microscope:
@@ -99,7 +63,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     planes = deepz.parse_planes(args.planes)
     folder = Path(tempfile.mkdtemp(prefix="deepz-bench-"))
     results: dict[str, Any] = {
-        "machine": _machine(),
+        "machine": machine_description(),
         "model": args.model,
         "size": args.size,
         "planes": len(planes),
@@ -161,7 +125,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             with_model = session.wait()
         results["acquisition_fps_with_model"] = with_model.fps
         results["volumes_while_acquiring"] = with_model.volumes
-        stand_in = _SleepLikeTheModel(planes, results["refocuser_ms_per_volume"] / 1e3)
+        model_s = results["refocuser_ms_per_volume"] / 1e3
+        stand_in = SleepLikeTheModel(planes, model_s, copy_frame=False)
         with LiveSession(
             scope,
             stand_in,

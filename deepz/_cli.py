@@ -88,12 +88,8 @@ LedOption = Annotated[
     float | None,
     typer.Option("--led-intensity", help="LED intensity (% of maximum)."),
 ]
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print one JSON summary on stdout.")
-]
-OverwriteOption = Annotated[
-    bool, typer.Option("--overwrite", help="Replace an existing output file.")
-]
+JsonOption = _cli_live.JsonOption
+OverwriteOption = _cli_live.OverwriteOption
 
 
 @app.command()

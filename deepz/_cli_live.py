@@ -64,7 +64,11 @@ SaveVolumesOption = Annotated[
     ),
 ]
 BackendOption = Annotated[
-    str, typer.Option("--backend", help="Refocuser backend: auto, torch, onnxruntime.")
+    str,
+    typer.Option(
+        "--backend",
+        help="Refocuser backend: auto, torch, onnxruntime, tensorrt (NVIDIA GPUs).",
+    ),
 ]
 DeviceOption = Annotated[
     str, typer.Option("--device", help="cpu, cuda, cuda:1... (auto: CUDA if any).")

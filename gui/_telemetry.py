@@ -235,20 +235,12 @@ class TelemetryWidget(QGroupBox):
         for row, (key, title, tip) in enumerate(_ROWS):
             name = QLabel(title)
             name.setToolTip(tip)
-            value = QLabel(_DASH)
-            value.setObjectName(key)
-            value.setFont(value_font)
-            value.setToolTip(tip)
-            value.setAlignment(
-                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-            )
-            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            value = self._value_label(key, tip, value_font)
             rows = -(-len(_ROWS) // columns)
             grid.addWidget(name, row % rows, 3 * (row // rows))
             grid.addWidget(value, row % rows, 3 * (row // rows) + 1)
             if row // rows:  # a gap between column pairs
                 grid.setColumnMinimumWidth(3 * (row // rows) - 1, 16)
-            self._values[key] = value
         layout.addLayout(grid)
         dose = QGridLayout()
         dose.setHorizontalSpacing(10)
@@ -264,16 +256,7 @@ class TelemetryWidget(QGroupBox):
         self._zstack_label = QLabel()
         dose.addWidget(self._zstack_label, 2, 0)
         for key, row, column, tip in _DOSE_CELLS:
-            value = QLabel(_DASH)
-            value.setObjectName(key)
-            value.setFont(value_font)
-            value.setToolTip(tip)
-            value.setAlignment(
-                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-            )
-            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            dose.addWidget(value, row, column)
-            self._values[key] = value
+            dose.addWidget(self._value_label(key, tip, value_font), row, column)
         dose.setColumnStretch(0, 1)
         layout.addLayout(dose)
         self._saving = QLabel("")
@@ -282,6 +265,17 @@ class TelemetryWidget(QGroupBox):
         layout.addWidget(self._saving)
         layout.addStretch(1)
         self.set_telemetry(Telemetry())
+
+    def _value_label(self, key: str, tip: str, font: QFont) -> QLabel:
+        """A right-aligned, selectable value label, registered under ``key``."""
+        value = QLabel(_DASH)
+        value.setObjectName(key)
+        value.setFont(font)
+        value.setToolTip(tip)
+        value.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._values[key] = value
+        return value
 
     @property
     def telemetry(self) -> Telemetry:

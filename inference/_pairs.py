@@ -811,7 +811,12 @@ class PairSampler:
 
 
 def _plane_at(stack: ZStack, z: float, window: tuple[slice, slice]) -> np.ndarray:
-    """The stack's image at one z (linear between the two bracketing planes)."""
+    """The stack's image at one z (linear between the two bracketing planes).
+
+    `target_for_dpm` with a constant DPM gives the same image; this scalar case
+    slices whole planes instead of indexing pixel by pixel, which matters for
+    stack batches (one target per output plane, 41 per input).
+    """
     z_planes = stack.z_um
     z = min(max(z, z_planes[0]), z_planes[-1])
     below = int(np.searchsorted(z_planes, z, side="right")) - 1

@@ -26,6 +26,7 @@ import numpy as np
 
 from inference._apply import NetworkRunner, apply_generator
 from inference._errors import InferenceError
+from inference._export import check_precision_name
 from inference._modelfile import DEFAULT_MODEL_NAME, load_model
 from inference._networks import GeneratorConfig, required_multiple
 from inference._normalize import Normalization
@@ -53,10 +54,6 @@ def _cuda_available() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
-
-
-#: arithmetic precisions of the torch backend; reduced ones run on CUDA only
-PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 class _TorchBackend:
@@ -228,11 +225,7 @@ class Refocuser:
         precision: str = "fp32",
         cuda_graphs: bool = True,
     ) -> None:
-        if precision not in PRECISIONS:
-            raise InferenceError(
-                f"Precision {precision!r} is unknown; choose one of "
-                f"{', '.join(PRECISIONS)}."
-            )
+        check_precision_name(precision)  # reduced precisions run on CUDA only
         if backend == "auto":
             backend = _auto_backend(device)
         if backend not in BACKENDS:

@@ -256,18 +256,26 @@ class Trainer:
         ]
         l_ssim = 1 - ssim_torch(fake_planes[subset], true_planes[subset], 1.0)
         loss_g = cfg.weight_l1 * l1 + cfg.weight_ssim * l_ssim
-        self.opt_g.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_g).backward()
-        self.scaler.unscale_(self.opt_g)
-        torch.nn.utils.clip_grad_norm_(self.generator.parameters(), cfg.grad_clip)
-        self.scaler.step(self.opt_g)
-        self.scaler.update()
+        self._update_generator(loss_g)
         return {
             "generator": float(loss_g.detach()),
             "l1": float(l1.detach()),
             "ssim": float(l_ssim.detach()),
             "adversarial": 0.0,
         }
+
+    def _update_generator(self, loss: Any) -> None:
+        """Backpropagate ``loss`` and step the generator (scaled, clipped)."""
+        import torch
+
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt_g)
+        torch.nn.utils.clip_grad_norm_(
+            self.generator.parameters(), self.config.grad_clip
+        )
+        self.scaler.step(self.opt_g)
+        self.scaler.update()
 
     def _pair_step(self, x: Any, y: Any) -> dict[str, float]:
         import torch
@@ -307,12 +315,7 @@ class Trainer:
                     (self.discriminator(torch.cat([x, fake], 1)) - 1) ** 2
                 ).mean()
             loss_g = loss_g + cfg.weight_adversarial * adversarial
-        self.opt_g.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_g).backward()
-        self.scaler.unscale_(self.opt_g)
-        torch.nn.utils.clip_grad_norm_(self.generator.parameters(), cfg.grad_clip)
-        self.scaler.step(self.opt_g)
-        self.scaler.update()
+        self._update_generator(loss_g)
         losses.update(
             generator=float(loss_g.detach()),
             l1=float(l1.detach()),

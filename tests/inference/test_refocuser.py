@@ -244,7 +244,7 @@ def test_cli_bench_json(random_model, onnx_cache, capsys) -> None:
 def test_reduced_precision_is_for_cuda_only(random_model) -> None:
     with pytest.raises(InferenceError, match="CUDA GPU"):
         Refocuser(random_model, backend="torch", device="cpu", precision="fp16")
-    with pytest.raises(InferenceError, match="unknown"):
+    with pytest.raises(InferenceError, match="Unknown precision"):
         Refocuser(random_model, backend="torch", precision="fp8")
 
 
