@@ -17,6 +17,11 @@ from ._errors import (
     LiveRunError,
     OutputLocationError,
 )
+from ._ground_truth import (
+    GroundTruthFiles,
+    ground_truth_paths,
+    write_zstack_ground_truth,
+)
 from ._pipeline import (
     FrameProcessor,
     LiveEvents,
@@ -51,6 +56,7 @@ __all__ = [
     "DeepzEngine",
     "DeepzError",
     "FrameProcessor",
+    "GroundTruthFiles",
     "LiveEvents",
     "LiveRunError",
     "LiveSession",
@@ -69,6 +75,7 @@ __all__ = [
     "acquire_timelapse",
     "acquire_zstack",
     "default_volume_path",
+    "ground_truth_paths",
     "microscope_optics",
     "open_microscope",
     "open_volume_writer",
@@ -76,4 +83,5 @@ __all__ = [
     "read_frame_metadata",
     "read_run_metadata",
     "read_volume_metadata",
+    "write_zstack_ground_truth",
 ]

@@ -34,6 +34,10 @@ from acquisition._errors import (
     AcquisitionInterrupted,
     OutputLocationError,
 )
+from acquisition._ground_truth import (
+    check_ground_truth_possible,
+    write_zstack_ground_truth,
+)
 from acquisition._writers import OmeTiffWriter, OmeZarrWriter, open_writer
 
 if TYPE_CHECKING:
@@ -130,6 +134,8 @@ class ZStackSummary:
         Light dose of the whole stack, when the camera reports it.
     canceled : bool
         The run was canceled before all planes were taken.
+    clean_output, objects_output : Path or None
+        The simulator's ground truth beside the stack (``ground_truth=True``).
     """
 
     output: Path
@@ -137,14 +143,21 @@ class ZStackSummary:
     voxel_um: list[float | None]
     dose_total_J_cm2: float | None = None
     canceled: bool = False
+    clean_output: Path | None = None
+    objects_output: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON summary printed by ``deepz zstack --json``."""
-        return {
+        summary: dict[str, Any] = {
             "output": str(self.output),
             "shape": self.shape,
             "voxel_um": self.voxel_um,
         }
+        if self.clean_output is not None:
+            summary["clean_output"] = str(self.clean_output)
+        if self.objects_output is not None:
+            summary["objects_output"] = str(self.objects_output)
+        return summary
 
 
 # -- public entry points -------------------------------------------------------------
@@ -255,6 +268,7 @@ def acquire_zstack(
     led_intensity: float | None = None,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    ground_truth: bool = False,
 ) -> ZStackSummary:
     """Acquire a z-stack centred on the current focus into an OME-TIFF (``ZYX``).
 
@@ -280,6 +294,10 @@ def acquire_zstack(
         Replace an existing output file.
     progress : callable, optional
         Called as ``progress(planes_done, planes_total)`` on the calling thread.
+    ground_truth : bool
+        Simulator only: also write the noise-free twin of every plane and the
+        table of objects with their in-focus positions beside the stack
+        (`acquisition.write_zstack_ground_truth`).
 
     Returns
     -------
@@ -321,6 +339,8 @@ def acquire_zstack(
             "µm). Move the focus or reduce the range."
         )
     out_path = _prepare_output(scope, Path(out), len(planes), overwrite=overwrite)
+    if ground_truth:
+        check_ground_truth_possible(scope, out_path, overwrite)
     if led_intensity is not None:
         _set_led_intensity(scope, led_intensity)
     core.setExposure(exposure_ms)
@@ -350,12 +370,17 @@ def acquire_zstack(
             pass
     height, width = writer.frame_shape
     pixel = writer.pixel_size_um
+    truth = None
+    if ground_truth and result.frame_metadata:
+        truth = write_zstack_ground_truth(scope, out_path, result.frame_metadata)
     return ZStackSummary(
         output=out_path,
         shape=[result.frames, height, width],
         voxel_um=[float(step_um), pixel, pixel],
         dose_total_J_cm2=_total([m.get("dose_J_cm2") for m in result.frame_metadata]),
         canceled=result.canceled,
+        clean_output=None if truth is None else truth.clean,
+        objects_output=None if truth is None else truth.objects,
     )
 
 

@@ -222,6 +222,17 @@ def zstack(
     set_properties: SetOption = None,
     z: ZOption = None,
     overwrite: OverwriteOption = False,
+    ground_truth: Annotated[
+        bool,
+        typer.Option(
+            "--ground-truth",
+            help=(
+                "Simulator only: also save the noise-free twin of every plane "
+                "(<stem>.clean.ome.tif) and the objects with their in-focus z "
+                "(<stem>.objects.csv) beside the stack."
+            ),
+        ),
+    ] = False,
 ) -> None:
     """Record a z-stack centred on the focus to an OME-TIFF."""
     out_path = out or _default_output("zstack")
@@ -235,6 +246,7 @@ def zstack(
             led_intensity=led_intensity,
             overwrite=overwrite,
             progress=report,
+            ground_truth=ground_truth,
         )
     if json_output:
         _print_json(summary.to_dict())
@@ -249,6 +261,12 @@ def zstack(
     text = f"Saved a {shape} (z, y, x) stack to {summary.output}; voxel {voxel}."
     if summary.canceled:
         text += " The run was canceled before all planes were taken."
+    if summary.clean_output is not None:
+        text += (
+            f" Ground truth: {summary.clean_output.name} (noise-free planes), "
+            f"{summary.objects_output.name if summary.objects_output else ''} "
+            "(objects)."
+        )
     typer.echo(text)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -86,6 +87,23 @@ def _read_all(
     for path in paths:
         stacks.extend(read_stacks(path, channel=channel, voxel_um=voxel))
     return stacks
+
+
+_PLOT_FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def _check_plot_path(path: Path) -> None:
+    """A figure path that will work, checked before any (long) evaluation."""
+    if path.suffix.lower() not in _PLOT_FORMATS:
+        raise typer.BadParameter(
+            f"--plot {path}: unknown image format {path.suffix or '(none)'!r}; end "
+            f"the name with one of {', '.join(_PLOT_FORMATS)}."
+        )
+    folder = path.expanduser().absolute().parent
+    if not folder.is_dir():
+        raise typer.BadParameter(
+            f"--plot {path}: folder {folder} does not exist; create it first."
+        )
 
 
 def _say(text: str) -> None:
@@ -534,8 +552,40 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--json", help="JSON on stdout.")
         ] = False,
         plot: Annotated[
-            Path | None, typer.Option("--plot", help="Save PSNR/SSIM vs |dz| as PNG.")
+            Path | None,
+            typer.Option(
+                "--plot",
+                help="Save a figure (PNG, SVG or PDF): PSNR/SSIM and axial error vs "
+                "|dz|, and XZ/YZ sections (scan | model | identity) through a few "
+                "objects.",
+            ),
         ] = None,
+        bin_um: Annotated[
+            float | None,
+            typer.Option(
+                "--bin-um",
+                help="Width of the |dz| bins (µm). Default: the depth of field from "
+                "the stacks' NA and wavelength, to 0.5 µm (1 µm at 20x/0.75), else 1.",
+                show_default=False,
+            ),
+        ] = None,
+        axial_range_um: Annotated[
+            float | None,
+            typer.Option(
+                "--axial-range-um",
+                help="Score the axial localization of objects up to this far from "
+                "the input plane (µm). Default: the model's range minus 3 µm.",
+                show_default=False,
+            ),
+        ] = None,
+        isolation_um: Annotated[
+            float,
+            typer.Option(
+                "--isolation-um",
+                help="Score only objects with no other object this close laterally "
+                "(µm).",
+            ),
+        ] = 2.5,
         inputs_per_stack: Annotated[
             int, typer.Option("--inputs-per-stack", help="Input planes per stack.")
         ] = 3,
@@ -574,6 +624,16 @@ def register(app: typer.Typer) -> None:
         from inference._pairs import TargetNormalization
         from inference._train import pick_device
 
+        if plot is not None:
+            _check_plot_path(plot)
+        if bin_um is not None and not (math.isfinite(bin_um) and bin_um > 0):
+            raise typer.BadParameter(f"--bin-um must be more than 0, got {bin_um}.")
+        if axial_range_um is not None and not (
+            math.isfinite(axial_range_um) and axial_range_um > 0
+        ):
+            raise typer.BadParameter(
+                f"--axial-range-um must be more than 0, got {axial_range_um}."
+            )
         torch_device = pick_device(device)
         path = resolve_model_path(model)
         generator, info = load_model(path, device=str(torch_device))
@@ -664,6 +724,10 @@ def register(app: typer.Typer) -> None:
                 if saved_target is None
                 else TargetNormalization.from_dict(saved_target)
             ),
+            bin_um=bin_um,
+            axial_range_um=axial_range_um,
+            isolation_um=isolation_um,
+            sections=3 if plot is not None else 0,
         )
         result.notes.extend(notes)
         if plot is not None:
@@ -672,6 +736,19 @@ def register(app: typer.Typer) -> None:
             sys.stdout.write(json.dumps(result.to_dict()) + "\n")
             return
         sys.stdout.write(result.table() + "\n")
+        axial = result.axial()
+        if axial["axial_error_median_um"] is not None:
+            sys.stdout.write(
+                f"Axial localization ({axial['axial_objects']} objects within "
+                f"±{result.axial_range_um:g} µm of the input plane): median error "
+                f"{axial['axial_error_median_um']:.2f} µm, "
+                f"{axial['axial_within_1um_fraction']:.0%} within 1 µm; everything "
+                f"in the focal plane: {axial['axial_baseline_median_um']:.2f} µm, "
+                f"{axial['axial_baseline_within_1um_fraction']:.0%}.\n"
+            )
         gain = result.mean_psnr_gain_db(2.0, 10.0)
         if gain is not None:
             sys.stdout.write(f"Mean PSNR gain over 2 ≤ |dz| ≤ 10 µm: {gain:+.2f} dB\n")
+        gain_clean = result.mean_psnr_gain_db(2.0, 10.0, clean=True)
+        if gain_clean is not None:
+            sys.stdout.write(f"Against the noise-free planes: {gain_clean:+.2f} dB\n")

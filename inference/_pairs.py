@@ -72,6 +72,11 @@ class PairConfig:
         Augment with mirror images.
     rotations : bool
         Augment with 90° rotations.
+    clean_targets : bool
+        Take targets from a stack's noise-free twin where it has one (simulator
+        ground truth, `ZStack.clean`); inputs stay the recorded, noisy planes. A
+        noisy target teaches the network to reproduce the input's own noise at
+        small distances and scores a smooth guess best everywhere else.
 
     Raises
     ------
@@ -86,6 +91,7 @@ class PairConfig:
     max_curvature_um: float = 3.0
     flips: bool = True
     rotations: bool = True
+    clean_targets: bool = True
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.dz_range_um) and self.dz_range_um > 0):
@@ -250,7 +256,13 @@ class ValidationPair:
 
 
 def target_for_dpm(
-    stack: ZStack, plane_index: int, dpm_um: ArrayLike, y0: int, x0: int
+    stack: ZStack,
+    plane_index: int,
+    dpm_um: ArrayLike,
+    y0: int,
+    x0: int,
+    *,
+    clean: bool = False,
 ) -> np.ndarray:
     """The image at ``z_um[plane_index] + dpm`` over a crop, interpolated in z.
 
@@ -267,6 +279,8 @@ def target_for_dpm(
         ``(h, w)`` refocusing distance per pixel, µm.
     y0, x0 : int
         Top-left corner of the crop in the stack's field.
+    clean : bool
+        Interpolate the stack's noise-free twin instead (where it has one).
 
     Returns
     -------
@@ -306,9 +320,15 @@ def target_for_dpm(
     weight = (z - z_planes[below]) / (z_planes[below + 1] - z_planes[below])
     rows = np.arange(y0, y0 + h)[:, np.newaxis]
     cols = np.arange(x0, x0 + w)[np.newaxis, :]
-    lower = stack.data[below, rows, cols]
-    upper = stack.data[below + 1, rows, cols]
+    data = _target_data(stack, clean)
+    lower = data[below, rows, cols]
+    upper = data[below + 1, rows, cols]
     return ((1.0 - weight) * lower + weight * upper).astype(np.float32)
+
+
+def _target_data(stack: ZStack, clean: bool) -> np.ndarray:
+    """The planes targets come from: the noise-free twin if asked and present."""
+    return stack.clean if clean and stack.clean is not None else stack.data
 
 
 class PairSampler:
@@ -626,7 +646,10 @@ class PairSampler:
             )
             for j in np.flatnonzero(inside):
                 y[k, j] = self.normalization.apply(
-                    _plane_at(stack, float(z[j]), window), scale
+                    _plane_at(
+                        stack, float(z[j]), window, clean=self.config.clean_targets
+                    ),
+                    scale,
                 )
             mask[k] = inside
             turns = int(rng.integers(4)) if self.config.rotations else 0
@@ -773,7 +796,10 @@ class PairSampler:
         scale = self.normalization.scale_of(raw_input)
         if self._targets is None or self.target_normalization is None:
             target = self.normalization.apply(
-                target_for_dpm(stack, plane, dpm, y0, x0), scale
+                target_for_dpm(
+                    stack, plane, dpm, y0, x0, clean=self.config.clean_targets
+                ),
+                scale,
             )
         else:
             raw_target = target_for_dpm(self._targets[stack_index], plane, dpm, y0, x0)
@@ -810,7 +836,9 @@ class PairSampler:
         )
 
 
-def _plane_at(stack: ZStack, z: float, window: tuple[slice, slice]) -> np.ndarray:
+def _plane_at(
+    stack: ZStack, z: float, window: tuple[slice, slice], *, clean: bool = False
+) -> np.ndarray:
     """The stack's image at one z (linear between the two bracketing planes).
 
     `target_for_dpm` with a constant DPM gives the same image; this scalar case
@@ -822,10 +850,11 @@ def _plane_at(stack: ZStack, z: float, window: tuple[slice, slice]) -> np.ndarra
     below = int(np.searchsorted(z_planes, z, side="right")) - 1
     below = min(max(below, 0), len(z_planes) - 2)
     weight = (z - z_planes[below]) / (z_planes[below + 1] - z_planes[below])
-    lower = stack.data[below][window].astype(np.float32)
+    data = _target_data(stack, clean)
+    lower = data[below][window].astype(np.float32)
     if weight < 1e-9:
         return lower
-    upper = stack.data[below + 1][window].astype(np.float32)
+    upper = data[below + 1][window].astype(np.float32)
     return lower + np.float32(weight) * (upper - lower)
 
 

@@ -81,6 +81,14 @@ class ZStack:
         Numerical aperture of the objective, where the file records it.
     camera_offset : float or None
         Camera dark level (counts added to every pixel), where the file records it.
+    clean : numpy.ndarray or None
+        ``(Z, Y, X)`` noise-free twin of ``data`` in the same units (the expected
+        camera signal), where the simulator saved one (``deepz zstack
+        --ground-truth``): clean training targets and clean evaluation scores.
+    objects : numpy.ndarray or None
+        ``(N, 3)`` true ``(z_um, y_px, x_px)`` of the objects in the stack (the
+        focus position at which each is sharpest, on ``z_um``'s axis, and its pixel
+        position), where the simulator saved them.
 
     Raises
     ------
@@ -96,6 +104,8 @@ class ZStack:
     wavelength_um: float | None = None
     na: float | None = None
     camera_offset: float | None = None
+    clean: np.ndarray | None = None
+    objects: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         data = np.ascontiguousarray(self.data, dtype=np.float32)
@@ -114,6 +124,17 @@ class ZStack:
         pixel = (float(self.pixel_um[0]), float(self.pixel_um[1]))
         if not all(math.isfinite(p) and p > 0 for p in pixel):
             raise ValueError(f"pixel_um must be positive, got {self.pixel_um}")
+        if self.clean is not None:
+            clean = np.ascontiguousarray(self.clean, dtype=np.float32)
+            if clean.shape != data.shape:
+                raise ValueError(
+                    f"the noise-free twin of {self.source} has shape {clean.shape}, "
+                    f"the stack {data.shape}"
+                )
+            object.__setattr__(self, "clean", clean)
+        if self.objects is not None:
+            objects = np.asarray(self.objects, dtype=np.float64).reshape(-1, 3)
+            object.__setattr__(self, "objects", objects)
         # frozen dataclass: normalise the fields once, here
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "z_um", z_um)
@@ -150,11 +171,22 @@ class ZStack:
             )
         if x_start == 0 and x_stop == width:
             return self
+        objects = self.objects
+        if objects is not None:
+            inside = (objects[:, 2] >= x_start - 0.5) & (objects[:, 2] < x_stop - 0.5)
+            objects = objects[inside] - np.array([0.0, 0.0, x_start])
         return replace(
             self,
             data=self.data[:, :, x_start:x_stop],
             source=f"{self.source}[x={x_start}:{x_stop}]",
+            clean=None if self.clean is None else self.clean[:, :, x_start:x_stop],
+            objects=objects,
         )
+
+    @property
+    def has_ground_truth(self) -> bool:
+        """Whether the stack carries its noise-free twin (simulator ground truth)."""
+        return self.clean is not None
 
     def fingerprint(self) -> str:
         """SHA-256 (hex) of the pixels, plane positions and pixel size.
@@ -293,11 +325,13 @@ def read_stacks(
             )
 
     c_source = c_index if n_c > 1 else None
+    clean, objects = _ground_truth(path, n_t, data.shape[2:])
     stacks = []
     for t in range(n_t):
         z_um = _plane_positions(meta, override, dz, n_z, t, c_index, path)
         planes = data[t, c_index]
-        if z_um[-1] < z_um[0]:
+        flipped = bool(z_um[-1] < z_um[0])
+        if flipped:
             # recorded top-down: store bottom-up, so that z_um always increases
             z_um, planes = z_um[::-1], planes[::-1]
         tags = []
@@ -314,9 +348,67 @@ def read_stacks(
                 wavelength_um=_per_channel(meta.wavelength_um, c_index),
                 na=meta.na,
                 camera_offset=_per_channel(meta.camera_offset, c_index),
+                clean=None if clean is None else clean[::-1] if flipped else clean,
+                objects=objects,
             )
         )
     return stacks
+
+
+def _ground_truth(
+    path: Path, n_t: int, shape: tuple[int, ...]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The simulator's noise-free twin and objects beside a stack, if it saved them.
+
+    ``deepz zstack --ground-truth`` writes ``<stem>.clean.ome.tif`` (the planes
+    without noise) and ``<stem>.objects.csv`` (each object's in-focus z and pixel
+    position) next to ``<stem>.ome.tif``. Only single-time-point stacks have them;
+    a twin of another shape is ignored (it belongs to another recording).
+    """
+    name = path.name
+    stem = next(
+        (
+            name[: -len(suffix)]
+            for suffix in (".ome.tif", ".ome.tiff", ".tif", ".tiff")
+            if name.lower().endswith(suffix)
+        ),
+        path.stem,
+    )
+    if n_t != 1 or stem.endswith(".clean"):
+        return None, None
+    clean_path = path.with_name(f"{stem}.clean.ome.tif")
+    objects_path = path.with_name(f"{stem}.objects.csv")
+    clean = objects = None
+    if clean_path.is_file():
+        try:
+            twin = tifffile.imread(clean_path)
+        except (tifffile.TiffFileError, ValueError, OSError) as exc:
+            raise StackFormatError(
+                f"{clean_path}: the noise-free twin of {path.name} cannot be read "
+                f"({exc}); delete it or record the stack again with --ground-truth."
+            ) from exc
+        if twin.shape == tuple(shape):
+            clean = twin
+    if objects_path.is_file():
+        try:
+            table = np.genfromtxt(
+                objects_path, delimiter=",", names=True, dtype=np.float64
+            )
+            columns = table.dtype.names or ()
+            if {"focus_z_um", "y_px", "x_px"} <= set(columns):
+                objects = np.column_stack(
+                    [
+                        np.atleast_1d(table["focus_z_um"]),
+                        np.atleast_1d(table["y_px"]),
+                        np.atleast_1d(table["x_px"]),
+                    ]
+                )
+        except (ValueError, OSError) as exc:
+            raise StackFormatError(
+                f"{objects_path}: the objects table of {path.name} cannot be read "
+                f"({exc}); delete it or record the stack again with --ground-truth."
+            ) from exc
+    return clean, objects
 
 
 def _check_voxel_override(

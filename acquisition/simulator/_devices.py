@@ -83,7 +83,10 @@ class Bench:
 
     # -- ground truth ----------------------------------------------------------------
     def clean_photons(
-        self, z_um: float | None = None, t_s: float | None = None
+        self,
+        z_um: float | None = None,
+        t_s: float | None = None,
+        bleach_factor: float | None = None,
     ) -> np.ndarray:
         """Expected detected photons per pixel (noise-free) of the current frame setup.
 
@@ -93,27 +96,67 @@ class Bench:
             Stage position; defaults to the current one.
         t_s : float, optional
             Time for the worm's activity; defaults to the camera clock's now.
+        bleach_factor : float, optional
+            Remaining brightness after bleaching; defaults to the specimen's now
+            (a recorded frame's metadata holds the factor it was taken with).
         """
         cam = self._require("camera")
         z = self._require("stage").get_position_um() if z_um is None else z_um
         t = cam.now() if t_s is None else t_s
         led = self._require("led")
         spec = self._require("specimen")
-        fluor = cam.render_fluorophores(z, t, spec.bleach_factor())
+        bleach = spec.bleach_factor() if bleach_factor is None else bleach_factor
+        fluor = cam.render_fluorophores(z, t, bleach)
         return fluor * photon_scale(
             self._require("optics").optics, led.irradiance(), cam.get_exposure() / 1000
         )
 
     def clean_image_adu(
-        self, z_um: float | None = None, t_s: float | None = None
+        self,
+        z_um: float | None = None,
+        t_s: float | None = None,
+        bleach_factor: float | None = None,
     ) -> np.ndarray:
         """Noise-free mean camera signal (ADU, float) for the current settings."""
         cam = self._require("camera")
         return cam.noise.expected_adu(
-            self.clean_photons(z_um, t_s),
+            self.clean_photons(z_um, t_s, bleach_factor),
             cam.get_exposure() / 1000,
             binning=cam.get_binning(),
         )
+
+    def objects_table(self) -> dict[str, np.ndarray]:
+        """Every emitter of the specimen (nuclei, beads) with where it is in focus.
+
+        Returns columns of equal length: ``x_um``, ``y_um`` (sample plane, from the
+        optical axis), ``depth_um`` (below the coverslip), ``radius_um``,
+        ``fluorophores`` and ``focus_stage_um``: the stage position at which the
+        object's centre is in best focus (index mismatch makes it differ from the
+        depth, by about n_immersion / n_sample). Empty columns for a sheet.
+        """
+        spec = self._require("specimen").specimen
+        em = spec.emitters
+        if em is None or not len(em):
+            empty = np.zeros(0)
+            return dict.fromkeys(
+                ("x_um", "y_um", "depth_um", "radius_um", "fluorophores",
+                 "focus_stage_um"),
+                empty,
+            )  # fmt: skip
+        psf = self._require("camera")._get_renderer().imaging.psf
+        # best focus is smooth in depth: solve it on a 1 µm grid and interpolate
+        grid = np.arange(
+            np.floor(em.depth_um.min()) - 1.0, np.ceil(em.depth_um.max()) + 2.0, 1.0
+        )
+        focus = np.array([psf.best_focus_stage_um(float(d)) for d in grid])
+        return {
+            "x_um": em.x_um.copy(),
+            "y_um": em.y_um.copy(),
+            "depth_um": em.depth_um.copy(),
+            "radius_um": em.radius_um.copy(),
+            "fluorophores": em.fluorophores.copy(),
+            "focus_stage_um": np.interp(em.depth_um, grid, focus),
+        }
 
     def neuron_positions_um(self) -> np.ndarray:
         """(N, 3) array of the worm's nuclei: x, y (µm from the axis), depth (µm)."""

@@ -169,7 +169,14 @@ def test_cli_train_then_evaluate(stacks, tmp_path: Path, capsys) -> None:
     except SystemExit as exc:
         assert not exc.code, capsys.readouterr().err
     result = json.loads(capsys.readouterr().out)
-    assert [b["dz_um"] for b in result["bins"]] == [1, 2, 3]
+    assert [b["dz_um"] for b in result["bins"] if b["pairs"]] == [1, 2, 3]
+    for key in (
+        "axial_error_median_um",
+        "axial_within_1um_fraction",
+        "axial_baseline_median_um",
+    ):
+        assert key in result and all(key in b for b in result["bins"])
+    assert result["clean_targets"] is False  # plain stacks carry no noise-free twin
     assert plot.exists()
     # only the right half of the field
     args = ["evaluate", str(model), paths[0], "--json", "--crop", "0"]
