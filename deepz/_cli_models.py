@@ -13,6 +13,8 @@ import typer
 
 if TYPE_CHECKING:
     from inference import ZStack
+    from inference._pairs import SplitRegion
+    from inference._train import Trainer
 
 StacksArgument = Annotated[
     list[Path],
@@ -68,12 +70,12 @@ def _voxel(text: str | None) -> tuple[float, float, float] | None:
     return z, y, x
 
 
-def _columns(text: str) -> tuple[int, int]:
+def _pixel_range(text: str, option: str) -> tuple[int, int]:
     try:
         start, stop = (int(v) for v in text.split(":"))
     except ValueError:
         raise typer.BadParameter(
-            f"--x-range {text!r}: expected START:STOP in pixels, e.g. 66:133"
+            f"{option} {text!r}: expected START:STOP in pixels, e.g. 66:133"
         ) from None
     return start, stop
 
@@ -106,6 +108,93 @@ def _check_plot_path(path: Path) -> None:
         )
 
 
+def _band_text(region: SplitRegion, origin: tuple[int, int]) -> str:
+    """The held-out band of a region split in file pixels, as an evaluate option."""
+    y0, x0 = origin
+    if region.y_start > 0:
+        rows = f"{region.y_start + y0}:{region.y_stop + y0}"
+        return f"rows {rows} (deepz evaluate --y-range {rows})"
+    columns = f"{region.x_start + x0}:{region.x_stop + x0}"
+    return f"columns {columns} (deepz evaluate --x-range {columns})"
+
+
+def _cut_bands(
+    data: list[ZStack],
+    targets: list[ZStack] | None,
+    origins: list[tuple[int, int]],
+    y_range: str | None,
+    x_range: str | None,
+) -> tuple[list[ZStack], list[ZStack] | None]:
+    """Rows and/or columns of each stack (and target), given in file pixels.
+
+    Registration may have cut the field: the ranges are mapped into the overlap
+    and the result is labelled in the file's own pixels.
+    """
+    ys = None if y_range is None else _pixel_range(y_range, "--y-range")
+    xs = None if x_range is None else _pixel_range(x_range, "--x-range")
+    cropped: list[ZStack] = []
+    cropped_targets: list[ZStack] = []
+    for k, stack in enumerate(data):
+        (y0, x0), (_, height, width) = origins[k], stack.shape
+        a, b = (
+            (0, height) if ys is None else (max(ys[0] - y0, 0), min(ys[1] - y0, height))
+        )
+        c, d = (
+            (0, width) if xs is None else (max(xs[0] - x0, 0), min(xs[1] - x0, width))
+        )
+        pairs = [(stack, cropped)]
+        if targets is not None:
+            pairs.append((targets[k], cropped_targets))
+        for whole, into in pairs:
+            try:
+                part = whole.crop(a, b, c, d)
+            except ValueError as exc:
+                option = "--x-range" if ys is None else "--y-range"
+                raise typer.BadParameter(f"{option}: {exc}") from None
+            label = whole.source
+            if ys is not None:
+                label += f"[y={a + y0}:{b + y0}]"
+            if xs is not None:
+                label += f"[x={c + x0}:{d + x0}]"
+            into.append(replace(part, source=label))
+    return cropped, (cropped_targets if targets is not None else None)
+
+
+def _training_verdict(trainer: Trainer, best_epoch: int) -> str:
+    """One honest paragraph: how the saved model compares with doing nothing."""
+    score = trainer.best_score
+    if score is None:
+        return (
+            "No validation score was computed (no held-out pairs): nothing shows "
+            "that this model beats the identity. Evaluate it with deepz evaluate."
+        )
+    held_out = trainer.val_pairs.held_out_stacks()
+    clean = all(s.clean is not None for s in held_out)
+    against = "noise-free planes" if clean else "recorded planes"
+    validation = next(
+        (h.validation for h in trainer.history if h.epoch == best_epoch), {}
+    )
+    axial = ""
+    if validation.get("axial_error_median_um") is not None:
+        axial = (
+            f"; axial error median {validation['axial_error_median_um']:.2f} µm "
+            f"(in-focal-plane guess {validation['axial_baseline_median_um']:.2f} µm)"
+        )
+    kept = f"Kept epoch {best_epoch} of {trainer.epoch} (best on held-out data)"
+    if score > 0:
+        return (
+            f"{kept}: it beats the identity (the input plane) by {score:+.2f} dB "
+            f"mean PSNR against held-out {against}{axial}."
+        )
+    return (
+        f"WARNING: {kept}, but it never beat the identity: mean PSNR "
+        f"{score:+.2f} dB against held-out {against}{axial}. Doing nothing "
+        "predicts these planes better; the model file says so "
+        "(training.beats_identity = false). More or larger stacks, or a smaller "
+        "--dz-range-um, may help."
+    )
+
+
 def _say(text: str) -> None:
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
@@ -118,12 +207,13 @@ def _read_targets(
     target_channel: int,
     voxel: tuple[float, float, float] | None,
     register: bool,
-) -> tuple[list[ZStack], list[ZStack], list[int], list[dict]]:
+) -> tuple[list[ZStack], list[ZStack], list[tuple[int, int]], list[dict]]:
     """Target stacks paired with ``inputs``, registered onto them if asked.
 
     Returns the inputs and targets (cropped to their overlap when registered), per
     pair the file column that became column 0 (to map column ranges), and per pair
-    the shift found, for the model's provenance.
+    the shift found, for the model's provenance. Origins are ``(row, column)`` of
+    the file that became ``(0, 0)``.
     """
     from inference._register import register_pair, valid_slices
 
@@ -142,9 +232,9 @@ def _read_targets(
         raise typer.BadParameter(
             f"{len(inputs)} input stacks but {len(targets)} target stacks."
         )
-    out_inputs, out_targets, x_origins, shifts = [], [], [], []
+    out_inputs, out_targets, origins, shifts = [], [], [], []
     for stack, target in zip(inputs, targets, strict=True):
-        origin = 0
+        origin = (0, 0)
         shift = (0.0, 0.0, 0.0)
         source = target.source
         if register:
@@ -153,7 +243,8 @@ def _read_targets(
                 stack, target, shift = register_pair(stack, target)
             except ValueError as exc:
                 raise typer.BadParameter(f"--register: {exc}") from None
-            origin = valid_slices(shape, shift)[2].start
+            overlap = valid_slices(shape, shift)
+            origin = (overlap[1].start, overlap[2].start)
             _say(
                 f"registered {target.source} onto {stack.source}: shift "
                 f"dz {shift[0]:+.2f} planes, dy {shift[1]:+.2f} px, dx "
@@ -162,9 +253,9 @@ def _read_targets(
             )
         out_inputs.append(stack)
         out_targets.append(target)
-        x_origins.append(origin)
+        origins.append(origin)
         shifts.append({"source": source, "shift_zyx": list(shift)})
-    return out_inputs, out_targets, x_origins, shifts
+    return out_inputs, out_targets, origins, shifts
 
 
 def register(app: typer.Typer) -> None:
@@ -181,10 +272,24 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--steps-per-epoch", help="Batches per epoch.")
         ] = 200,
         batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
-        crop: Annotated[int, typer.Option("--crop", help="Training crop (px).")] = 128,
+        crop: Annotated[
+            int | None,
+            typer.Option(
+                "--crop",
+                help="Training crop (px). Default: from the data (≥ 128 px and "
+                "holding the widest defocus blur, within the image).",
+                show_default=False,
+            ),
+        ] = None,
         dz_range_um: Annotated[
-            float, typer.Option("--dz-range-um", help="Refocusing range ±µm.")
-        ] = 10.0,
+            float | None,
+            typer.Option(
+                "--dz-range-um",
+                help="Refocusing range ±µm. Default: from the data (at most 10 µm, "
+                "half the stacks' z extent, and ten depths of field).",
+                show_default=False,
+            ),
+        ] = None,
         base_width: Annotated[
             int, typer.Option("--base-width", help="U-Net channels at full size.")
         ] = 16,
@@ -213,13 +318,15 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         split_by: Annotated[
-            str,
+            str | None,
             typer.Option(
                 "--split-by",
-                help="Hold out whole stacks ('stack') or a band of each field "
-                "('region') for validation.",
+                help="Hold out whole stacks ('stack') or a band along the longer "
+                "axis of each field ('region') for validation. Default: 'stack' "
+                "with two or more stacks, else 'region'.",
+                show_default=False,
             ),
-        ] = "stack",
+        ] = None,
         camera_offset: Annotated[
             float | None,
             typer.Option(
@@ -229,12 +336,14 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         val_fraction: Annotated[
-            float,
+            float | None,
             typer.Option(
                 "--val-fraction",
-                help="Share of stacks (or of each field's width) for validation.",
+                help="Share of stacks (or of each field's longer side) held out for "
+                "validation. Default: 0.25, widened so that the band holds a crop.",
+                show_default=False,
             ),
-        ] = 0.25,
+        ] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         resume: Annotated[
             bool, typer.Option("--resume", help="Continue from OUT.ckpt.")
@@ -262,28 +371,25 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        from inference import save_model
-        from inference._networks import DiscriminatorConfig, GeneratorConfig
+        from inference import InferenceError, save_model
+        from inference._defaults import training_defaults
+        from inference._networks import (
+            DiscriminatorConfig,
+            GeneratorConfig,
+            required_multiple,
+        )
         from inference._train import TrainConfig, Trainer, with_overrides
 
-        if split_by not in ("stack", "region"):
+        if split_by not in (None, "stack", "region"):
             raise typer.BadParameter("--split-by must be 'stack' or 'region'.")
         if architecture not in ("unet", "stack"):
             raise typer.BadParameter("--architecture must be 'unet' or 'stack'.")
         if gan is None:
             gan = architecture == "unet"
-        generator = GeneratorConfig(base_width=base_width)
-        if architecture == "stack":
-            try:
-                generator = GeneratorConfig.stack(
-                    dz_range_um, stack_step_um, base_width=base_width
-                )
-            except ValueError as exc:
-                raise typer.BadParameter(f"--stack-step-um: {exc}") from None
         voxel = _voxel(voxel_um)
         data = _read_all(stacks, channel, voxel)
         targets = None
-        origins = [0] * len(data)
+        origins = [(0, 0)] * len(data)
         extra: dict = {"command": " ".join(["deepz", *sys.argv[1:]])}
         if target_channel is not None:
             data, targets, origins, shifts = _read_targets(
@@ -295,22 +401,38 @@ def register(app: typer.Typer) -> None:
                 "registered": register,
                 "shifts": shifts,
             }
-        if split_by == "stack" and len(data) < 2:
-            raise typer.BadParameter(
-                "--split-by stack needs at least two stacks; give more stacks or use "
-                "--split-by region."
+        generator = GeneratorConfig(base_width=base_width)
+        try:
+            chosen = training_defaults(
+                data,
+                multiple=required_multiple(generator),
+                dz_range_um=dz_range_um,
+                crop=crop,
+                split_by=split_by,
+                val_fraction=val_fraction,
             )
+        except InferenceError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        for reason in chosen.reasons:
+            _say(f"chosen from the data: {reason}")
+        if architecture == "stack":
+            try:
+                generator = GeneratorConfig.stack(
+                    chosen.dz_range_um, stack_step_um, base_width=base_width
+                )
+            except ValueError as exc:
+                raise typer.BadParameter(f"--stack-step-um: {exc}") from None
         config = with_overrides(
             TrainConfig(),
             epochs=epochs,
             steps_per_epoch=steps_per_epoch,
             batch_size=batch_size,
-            crop=crop,
-            dz_range_um=dz_range_um,
+            crop=chosen.crop,
+            dz_range_um=chosen.dz_range_um,
             generator=generator,
             discriminator=DiscriminatorConfig() if gan else None,
-            split_by=split_by,
-            val_fraction=val_fraction,
+            split_by=chosen.split_by,
+            val_fraction=chosen.val_fraction,
             seed=seed,
             device=device,
         )
@@ -322,16 +444,21 @@ def register(app: typer.Typer) -> None:
         trainer = Trainer(
             data, config, normalization=normalization, target_stacks=targets
         )
-        if targets is not None and split_by == "region":
-            # registration crops columns: name the file's held-out columns, so
-            # that evaluation can score exactly those
+        if targets is not None and chosen.split_by == "region":
+            # registration crops the field: name the file's held-out band, so
+            # that evaluation can score exactly those pixels
             for region in trainer.val_pairs.regions:
-                origin = origins[region.stack_index]
-                columns = f"{region.x_start + origin}:{region.x_stop + origin}"
                 _say(
-                    f"held out for validation: columns {columns} of "
-                    f"{data[region.stack_index].source} (deepz evaluate --x-range "
-                    f"{columns})"
+                    "held out for validation: "
+                    + _band_text(region, origins[region.stack_index])
+                    + f" of {data[region.stack_index].source}"
+                )
+        elif chosen.split_by == "region":
+            for region in trainer.val_pairs.regions:
+                _say(
+                    "held out for validation: "
+                    + _band_text(region, (0, 0))
+                    + f" of {data[region.stack_index].source}"
                 )
         checkpoint = Path(str(out) + ".ckpt")
         if resume:
@@ -376,11 +503,13 @@ def register(app: typer.Typer) -> None:
                 bar.reset(task)
 
             trainer.run(checkpoint=checkpoint, on_step=on_step, on_epoch=on_epoch)
+        best = trainer.use_best()
         info = trainer.model_info(name or out.stem.split(".")[0], extra)
         if weights not in ("float32", "float16"):
             raise typer.BadParameter("--weights must be float32 or float16.")
         save_model(out, trainer.generator, info, weights_dtype=weights)
         _say(f"Saved model to {out}")
+        _say(_training_verdict(trainer, best))
 
     @app.command()
     def export(
@@ -600,8 +729,16 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--x-range",
                 metavar="START:STOP",
-                help="Only these columns (px) of each stack, e.g. the half of the "
-                "field a model was not trained on.",
+                help="Only these columns (px) of each stack, e.g. the band of the "
+                "field a model was not trained on (deepz train names it).",
+            ),
+        ] = None,
+        y_range: Annotated[
+            str | None,
+            typer.Option(
+                "--y-range",
+                metavar="START:STOP",
+                help="Only these rows (px) of each stack (a held-out band of rows).",
             ),
         ] = None,
         channel: ChannelOption = None,
@@ -659,31 +796,13 @@ def register(app: typer.Typer) -> None:
         voxel = _voxel(voxel_um)
         data = _read_all(stacks, channel, voxel)
         targets = None
-        origins = [0] * len(data)
+        origins = [(0, 0)] * len(data)
         if target_channel is not None:
             data, targets, origins, _ = _read_targets(
                 stacks, data, channel, target_channel, voxel, register
             )
-        if x_range is not None:
-            start, stop = _columns(x_range)
-            # --x-range counts the file's columns; registration may have cut some,
-            # so map them into the overlap and label the result in file columns
-            cropped, cropped_targets = [], []
-            for k, stack in enumerate(data):
-                a = max(start - origins[k], 0)
-                b = min(stop - origins[k], stack.shape[2])
-                pairs = [(stack, cropped)]
-                if targets is not None:
-                    pairs.append((targets[k], cropped_targets))
-                for whole, into in pairs:
-                    try:
-                        part = whole.crop_columns(a, b)
-                    except ValueError as exc:
-                        raise typer.BadParameter(f"--x-range: {exc}") from None
-                    label = f"{whole.source}[x={a + origins[k]}:{b + origins[k]}]"
-                    into.append(replace(part, source=label))
-            data = cropped
-            targets = cropped_targets if targets is not None else None
+        if x_range is not None or y_range is not None:
+            data, targets = _cut_bands(data, targets, origins, y_range, x_range)
         notes: list[str] = []
         for stack in data:
             with warnings.catch_warnings(record=True) as caught:

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from inference._defaults import immersion_index
+
 if TYPE_CHECKING:
     from inference._stacks import ZStack
 
@@ -58,8 +60,7 @@ def bin_width_um(
         return max(default, step)
     na = float(nas.pop())
     wavelength = float(wavelengths.pop())
-    n = 1.0 if na <= 0.95 else 1.33 if na <= 1.25 else 1.515
-    dof = wavelength * n / na**2
+    dof = wavelength * immersion_index(na) / na**2
     width = max(0.5, round(dof / 0.5) * 0.5)
     return float(max(width, step))
 

@@ -477,12 +477,15 @@ class PairSampler:
         regions = []
         for i, stack in enumerate(self._stacks):
             _, height, width = stack.shape
-            n_val = min(max(1, round(self.val_fraction * width)), width - 1)
-            boundary = width - n_val  # validation: the right n_val columns
-            if split == "train":
-                regions.append(SplitRegion(i, 0, height, 0, boundary))
+            # the band runs across the longer axis, so both sides stay wide
+            length = max(height, width)
+            n_val = min(max(1, round(self.val_fraction * length)), length - 1)
+            boundary = length - n_val  # validation: the last n_val columns (rows)
+            lo, hi = (0, boundary) if split == "train" else (boundary, length)
+            if width >= height:
+                regions.append(SplitRegion(i, 0, height, lo, hi))
             else:
-                regions.append(SplitRegion(i, 0, height, boundary, width))
+                regions.append(SplitRegion(i, lo, hi, 0, width))
         return regions
 
     def held_out_stacks(self) -> list[ZStack]:
@@ -494,7 +497,7 @@ class PairSampler:
         code can score a model on pixels training never saw.
         """
         return [
-            self._stacks[r.stack_index].crop_columns(r.x_start, r.x_stop)
+            self._stacks[r.stack_index].crop(r.y_start, r.y_stop, r.x_start, r.x_stop)
             for r in self._split_regions("val")
         ]
 
@@ -503,7 +506,7 @@ class PairSampler:
         if self._targets is None:
             return None
         return [
-            self._targets[r.stack_index].crop_columns(r.x_start, r.x_stop)
+            self._targets[r.stack_index].crop(r.y_start, r.y_stop, r.x_start, r.x_stop)
             for r in self._split_regions("val")
         ]
 

@@ -163,23 +163,52 @@ class ZStack:
         ValueError
             An empty or out-of-range band.
         """
-        width = self.data.shape[2]
-        if not 0 <= x_start < x_stop <= width:
-            raise ValueError(
-                f"Column range {x_start}:{x_stop} is outside {self.source} "
-                f"(width {width} px); choose 0 ≤ start < stop ≤ {width}."
-            )
-        if x_start == 0 and x_stop == width:
+        return self.crop(0, self.data.shape[1], x_start, x_stop)
+
+    def crop(self, y_start: int, y_stop: int, x_start: int, x_stop: int) -> ZStack:
+        """The stack cut to rows ``y_start:y_stop``, columns ``x_start:x_stop``.
+
+        ``source`` gets ``[y=a:b]`` and/or ``[x=a:b]`` for the axes actually cut;
+        the noise-free twin and the objects are cut alike.
+
+        Raises
+        ------
+        ValueError
+            An empty or out-of-range band.
+        """
+        _, height, width = self.data.shape
+        for name, start, stop, size in (
+            ("Row", y_start, y_stop, height),
+            ("Column", x_start, x_stop, width),
+        ):
+            if not 0 <= start < stop <= size:
+                raise ValueError(
+                    f"{name} range {start}:{stop} is outside {self.source} "
+                    f"({'height' if name == 'Row' else 'width'} {size} px); choose "
+                    f"0 ≤ start < stop ≤ {size}."
+                )
+        if (y_start, y_stop, x_start, x_stop) == (0, height, 0, width):
             return self
+        tags = ""
+        if (y_start, y_stop) != (0, height):
+            tags += f"[y={y_start}:{y_stop}]"
+        if (x_start, x_stop) != (0, width):
+            tags += f"[x={x_start}:{x_stop}]"
         objects = self.objects
         if objects is not None:
-            inside = (objects[:, 2] >= x_start - 0.5) & (objects[:, 2] < x_stop - 0.5)
-            objects = objects[inside] - np.array([0.0, 0.0, x_start])
+            inside = (
+                (objects[:, 1] >= y_start - 0.5)
+                & (objects[:, 1] < y_stop - 0.5)
+                & (objects[:, 2] >= x_start - 0.5)
+                & (objects[:, 2] < x_stop - 0.5)
+            )
+            objects = objects[inside] - np.array([0.0, y_start, x_start])
+        window = (slice(None), slice(y_start, y_stop), slice(x_start, x_stop))
         return replace(
             self,
-            data=self.data[:, :, x_start:x_stop],
-            source=f"{self.source}[x={x_start}:{x_stop}]",
-            clean=None if self.clean is None else self.clean[:, :, x_start:x_stop],
+            data=self.data[window],
+            source=f"{self.source}{tags}",
+            clean=None if self.clean is None else self.clean[window],
             objects=objects,
         )
 

@@ -185,6 +185,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.epoch = 0
         self.history: list[EpochLog] = []
+        # the generator's weights at the best validation score so far
+        self.best_epoch = 0
+        self.best_score: float | None = None
+        self._best_state: dict[str, Any] | None = None
 
     def _make_samplers(self) -> None:
         """Train/val samplers from the current normalizations (again after resume)."""
@@ -391,11 +395,50 @@ class Trainer:
                 validation=val.to_dict(),
             )
             self.history.append(log)
+            self._keep_if_best(val)
             if checkpoint is not None:
                 self.save_checkpoint(checkpoint)
             if on_epoch is not None:
                 on_epoch(log)
         return self.history
+
+    @staticmethod
+    def validation_score(result: EvaluationResult) -> float | None:
+        """Mean PSNR gain over the identity (dB, |dz| ≥ 1 µm) on held-out data.
+
+        Against the noise-free planes where the stacks have them (a noisy plane's
+        own noise caps the recorded-plane score), else against the recorded ones.
+        Positive: the model predicts real planes better than doing nothing.
+        """
+        clean = result.mean_psnr_gain_db(1.0, clean=True)
+        return clean if clean is not None else result.mean_psnr_gain_db(1.0)
+
+    def _keep_if_best(self, result: EvaluationResult) -> None:
+        score = self.validation_score(result)
+        if score is None:
+            return
+        if self.best_score is None or score > self.best_score:
+            self.best_score = score
+            self.best_epoch = self.epoch
+            self._best_state = {
+                k: v.detach().to("cpu", copy=True)
+                for k, v in self.generator.state_dict().items()
+            }
+
+    def use_best(self) -> int:
+        """Load the weights of the best validated epoch; return that epoch (0: none).
+
+        Training keeps the checkpoint with the best validation score, not the last:
+        the last epoch may have overfitted or diverged.
+        """
+        if self._best_state is not None:
+            self.generator.load_state_dict(self._best_state)
+        return self.best_epoch
+
+    @property
+    def beats_identity(self) -> bool | None:
+        """Whether the best epoch predicted held-out planes better than the input."""
+        return None if self.best_score is None else self.best_score > 0
 
     def save_checkpoint(self, path: Path) -> None:
         """Networks, optimizers, epoch and RNG state: enough to resume exactly."""
@@ -420,6 +463,11 @@ class Trainer:
             "history": json.dumps([asdict(h) for h in self.history]),
             "numpy_rng": json.dumps(self.rng.bit_generator.state),
             "torch_rng": torch.get_rng_state(),
+            "best": {
+                "epoch": self.best_epoch,
+                "score": json.dumps(self.best_score),
+                "generator": self._best_state or {},
+            },
         }
         tmp = Path(str(path) + ".tmp")
         torch.save(state, tmp)
@@ -471,6 +519,10 @@ class Trainer:
         self.rng.bit_generator.state = json.loads(state["numpy_rng"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch = int(state["epoch"])
+        best = state.get("best") or {}
+        self.best_epoch = int(best.get("epoch", 0))
+        self.best_score = json.loads(best.get("score", "null"))
+        self._best_state = dict(best.get("generator") or {}) or None
 
     # -- the model file ------------------------------------------------------------
     def model_info(
@@ -484,7 +536,10 @@ class Trainer:
         pixel = {s.pixel_um[1] for s in self.stacks}
         wavelengths = {s.wavelength_um for s in self.stacks}
         nas = {s.na for s in self.stacks}
-        last = self.history[-1].validation if self.history else {}
+        by_epoch = {h.epoch: h.validation for h in self.history}
+        last = by_epoch.get(
+            self.best_epoch, self.history[-1].validation if self.history else {}
+        )
         return ModelInfo(
             format_version=1,
             name=name,
@@ -493,11 +548,18 @@ class Trainer:
             pixel_size_um=float(np.median(sorted(pixel))),
             wavelength_um=wavelengths.pop() if len(wavelengths) == 1 else None,
             na=nas.pop() if len(nas) == 1 else None,
-            dz_range_um=self.config.pairs.dz_range_um,
+            dz_range_um=self.trained_range_um,
             dpm_scale_um=self.config.pairs.dz_range_um,
             training={
                 "config": self.config.to_dict(),
                 "epochs_done": self.epoch,
+                "best_epoch": self.best_epoch,
+                "validation_score_db": self.best_score,
+                "beats_identity": self.beats_identity,
+                "clean_targets": bool(
+                    self.config.pairs.clean_targets
+                    and any(s.clean is not None for s in self.stacks)
+                ),
                 "data": [
                     {"source": s.source, "sha256": s.fingerprint()} for s in self.stacks
                 ],
@@ -512,6 +574,13 @@ class Trainer:
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             software={"torch": torch.__version__, **_deepz_version()},
         )
+
+    @property
+    def trained_range_um(self) -> float:
+        """The largest |dz| training pairs really reached: the configured range,
+        or less where the stacks are shallower (their longest z extent)."""
+        extent = max(float(s.z_um[-1] - s.z_um[0]) for s in self.stacks)
+        return min(self.config.pairs.dz_range_um, extent)
 
     def _target_info(self) -> dict[str, Any]:
         """Model-file entries of cross-modality training (empty otherwise)."""
