@@ -8,6 +8,7 @@ from ._errors import (
     InferenceError,
     ModelFileError,
     ModelMismatchWarning,
+    ModelQualityWarning,
     StackFormatError,
 )
 from ._evaluate import BinMetrics, EvaluationResult, evaluate_stacks, plot_evaluation
@@ -48,6 +49,7 @@ __all__ = [
     "ModelFileError",
     "ModelInfo",
     "ModelMismatchWarning",
+    "ModelQualityWarning",
     "Normalization",
     "PairConfig",
     "PairSampler",

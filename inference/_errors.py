@@ -17,3 +17,7 @@ class ModelFileError(InferenceError):
 
 class ModelMismatchWarning(UserWarning):
     """A model is applied to data that differs from what it was trained on."""
+
+
+class ModelQualityWarning(UserWarning):
+    """A model's own validation says it does not beat doing nothing (the identity)."""

@@ -20,12 +20,13 @@ machine) and torch on CUDA. On CUDA the torch backend runs in fp32, fp16 or bf16
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from inference._apply import NetworkRunner, apply_generator
-from inference._errors import InferenceError
+from inference._errors import InferenceError, ModelQualityWarning
 from inference._export import check_precision_name
 from inference._modelfile import DEFAULT_MODEL_NAME, load_model
 from inference._networks import GeneratorConfig, required_multiple
@@ -262,6 +263,14 @@ class Refocuser:
         if threads is not None:
             torch.set_num_threads(int(threads))
         generator, self.info = load_model(model, device=str(self.device))
+        if self.info.training.get("beats_identity") is False:
+            warnings.warn(
+                f"Model {self.info.name!r} never beat the identity on its held-out "
+                "data (training.beats_identity = false): its planes may be worse "
+                "than the input frame itself. Evaluate it with deepz evaluate.",
+                ModelQualityWarning,
+                stacklevel=2,
+            )
         if self.info.training.get("cross_modality"):
             raise InferenceError(
                 f"{self.info.name!r} is a cross-modality model; the Refocuser serves "

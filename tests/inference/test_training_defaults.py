@@ -188,3 +188,16 @@ def test_cli_train_on_one_stack_with_no_options_says_how_it_compares(
     assert info.training["beats_identity"] in (True, False)
     verdict = "beats the identity" if info.training["beats_identity"] else "never beat"
     assert verdict in err
+
+
+def test_a_model_that_never_beat_the_identity_warns_when_loaded(tmp_path) -> None:
+    from inference import ModelQualityWarning, Refocuser, save_model
+
+    torch.set_num_threads(1)
+    trainer = Trainer([_stack(), _stack()], _config(epochs=0))
+    info = trainer.model_info("worse")
+    info.training["beats_identity"] = False
+    out = tmp_path / "worse.safetensors"
+    save_model(out, trainer.generator, info)
+    with pytest.warns(ModelQualityWarning, match="never beat the identity"):
+        Refocuser(out, backend="torch")
