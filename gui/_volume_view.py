@@ -8,7 +8,10 @@ and one for the XY / YZ / XZ slices and the raw frame. Without OpenGL (Qt's
 message that says why, and everything else keeps working.
 
 Coordinates are physical: x and y in µm from the pixel size, z in µm from the list of
-refocus planes (the mean spacing, for planes that are not evenly spaced).
+refocus planes (the mean spacing, for planes that are not evenly spaced). The XZ and YZ
+slices carry vispy axes in µm; when z is stretched for display (`VolumeView.z_scale`)
+they are drawn taller (wider) through their cameras' aspect, so the axes still read true
+µm.
 """
 
 from __future__ import annotations
@@ -73,6 +76,12 @@ AUTO_PERCENTILES = (0.5, 99.8)
 _BACKGROUND = "#101014"
 _LABEL_COLOR = "#e8e8e8"
 _CURSOR_COLOR = (1.0, 0.85, 0.2, 0.55)
+_BORDER_COLOR = (0.3, 0.3, 0.35, 1.0)
+_AXIS_COLOR = (0.6, 0.6, 0.65, 1.0)
+_AXIS_WIDTH = 44  # px beside a pane for a vertical axis: ticks, numbers and title
+_AXIS_HEIGHT = 36  # px under a pane for a horizontal axis
+_GAP = 2  # px between XY and YZ
+_EDGE = 6  # px kept free along the canvas edges (tick labels stick out of the axes)
 
 
 def auto_contrast_limits(
@@ -124,6 +133,31 @@ def _vispy_colormap(name: str) -> Any:
     return cmap.Colormap(name).to_vispy()
 
 
+def _axis_ticks(
+    lo: float, hi: float, length_px: float, spacing_px: float = 30.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(major, minor) tick values in [lo, hi] for an axis ``length_px`` long.
+
+    Majors are 1, 2 or 5 × 10ⁿ apart, at least ``spacing_px`` apart on screen (vispy's
+    own choice often labels a short axis, as a z of ±9 µm, with a single tick).
+    """
+    lo, hi = min(lo, hi), max(lo, hi)
+    if not hi > lo or not length_px > 0:
+        return np.array([lo]), np.zeros(0)
+    shortest = (hi - lo) * spacing_px / length_px
+    decade = 10.0 ** np.floor(np.log10(shortest))
+    factor = next(f for f in (1, 2, 5, 10) if f * decade >= shortest)
+    step = factor * decade
+
+    def multiples(of: float) -> np.ndarray:
+        first, last = np.ceil(lo / of - 1e-9), np.floor(hi / of + 1e-9)
+        return np.arange(first, last + 1) * of + 0.0  # + 0.0: no "-0" label
+
+    minor = multiples(step / (4 if factor == 2 else 5))
+    major = multiples(step)
+    return major, minor[~np.isclose(minor[:, None], major[None, :]).any(axis=1)]
+
+
 class _Scenes:
     """The vispy side: the 3-D view, the orthogonal slices and the raw frame.
 
@@ -134,8 +168,11 @@ class _Scenes:
     def __init__(self, method: str, colormap: str) -> None:
         import qtpy
         from vispy import app, scene
+        from vispy.geometry import Rect
+        from vispy.visuals import axis as vispy_axis
         from vispy.visuals.transforms import STTransform
 
+        self._Rect = Rect
         self._STTransform = STTransform
         vispy_app = app.use_app(qtpy.API_NAME.lower())
         cmap = _vispy_colormap(colormap)
@@ -203,24 +240,65 @@ class _Scenes:
         )
         self.label3d = label(self.canvas3d.scene, "3-D")
 
-        # -- orthogonal slices: XY | YZ over XZ --------------------------------------
+        # -- orthogonal slices: XY | YZ over XZ, with axes in µm ---------------------
+        # placed by `place_slices`; the cameras show µm (XZ / YZ aspect: the z stretch)
         self.canvas_ortho = canvas()
-        self.grid = self.canvas_ortho.central_widget.add_grid(spacing=2)
+        panel = self.canvas_ortho.central_widget
         self.views2d: dict[str, Any] = {}
         self.images: dict[str, Any] = {}
         self.labels: dict[str, Any] = {}
-        # (row, col, flip y: row 0 on top; XZ has +z up)
-        placement = {"xy": (0, 0, True), "yz": (0, 1, True), "xz": (1, 0, False)}
-        for name, (row, col, flip_y) in placement.items():
-            view = self.grid.add_view(
-                row=row, col=col, border_color=(0.3, 0.3, 0.35, 1)
-            )
+        # flip y: row 0 on top; XZ has +z up
+        for name, flip_y in (("xy", True), ("yz", True), ("xz", False)):
+            view = scene.ViewBox(parent=panel, border_color=_BORDER_COLOR)
             view.camera = scene.PanZoomCamera(aspect=1, flip=(False, flip_y, False))
             self.views2d[name] = view
             self.images[name] = image(view.scene)
             self.labels[name] = label(view, name.upper())
-        corner = self.grid.add_widget(row=1, col=1)
-        self.legend = label(corner, "")
+        self.legend_box = scene.Widget(parent=panel)
+        self.legend = label(self.legend_box, "")
+
+        class Ticker(vispy_axis.Ticker):
+            """vispy's ticker with `_axis_ticks` choosing the ticks."""
+
+            def _get_tick_frac_labels(self) -> tuple[Any, Any, list[str]]:
+                start, end = self.axis.domain  # end < start on a flipped axis
+                length = float(np.linalg.norm(self.axis.pos[1] - self.axis.pos[0]))
+                major, minor = _axis_ticks(start, end, length)
+                span = (end - start) or 1.0
+                labels = [f"{value:g}" for value in major]
+                return (major - start) / span, (minor - start) / span, labels
+
+        def axis(view_name: str, orientation: str, title: str) -> Any:
+            widget = scene.AxisWidget(
+                orientation=orientation,
+                axis_label=title,
+                axis_color=_AXIS_COLOR,
+                tick_color=_AXIS_COLOR,
+                text_color=_LABEL_COLOR,
+                axis_width=1,
+                tick_width=1,
+                major_tick_length=5,
+                minor_tick_length=2,
+                tick_label_margin=6,
+                tick_font_size=7,
+                axis_label_margin=27 if orientation in ("left", "right") else 22,
+                axis_font_size=8,
+            )
+            widget.axis.ticker = Ticker(widget.axis)
+            widget.parent = panel
+            widget.link_view(self.views2d[view_name])  # domain: the visible range
+            return widget
+
+        # named as the cursor lines: "xz_z" is the z axis of XZ
+        self.axes = {
+            "xz_x": axis("xz", "bottom", "x (µm)"),
+            "xz_z": axis("xz", "left", "z (µm)"),
+            "yz_z": axis("yz", "bottom", "z (µm)"),
+            "yz_y": axis("yz", "right", "y (µm)"),
+        }
+        self.extents_um = (1.0, 1.0, 1.0)  # x, y and z as drawn (µm × z stretch)
+        panel.events.resize.connect(self.place_slices)
+        self.place_slices()
 
         # -- raw frame -------------------------------------------------------------
         self.canvas_raw = canvas()
@@ -252,6 +330,43 @@ class _Scenes:
     def canvases(self) -> list[SceneCanvas]:
         return [self.canvas3d, self.canvas_ortho, self.canvas_raw]
 
+    def place_slices(self, event: Any = None) -> None:
+        """Lay the slice panes and their axes out on the ortho canvas::
+
+            [z axis] [  XY  ] [  YZ  ] [y axis]
+                              [z axis]
+            [z axis] [  XZ  ] [legend]
+                     [x axis]
+
+        Each pane is sized as the extent it shows (`extents_um`, z as drawn), at one
+        scale, so the images fill their panes and XZ lines up with XY in x, YZ with XY
+        in y: the x axis under XZ and the y axis right of YZ read for XY too.
+        """
+        w, h, d = self.extents_um
+        width, height = self.canvas_ortho.central_widget.size
+        room_w = width - 2 * (_EDGE + _AXIS_WIDTH) - _GAP
+        room_h = height - 2 * (_EDGE + _AXIS_HEIGHT)
+        px_per_um = max(min(room_w / (w + d), room_h / (h + d)), 1e-6)
+        pw, ph, pd = (max(px_per_um * extent, 1.0) for extent in (w, h, d))
+        x0 = _EDGE + _AXIS_WIDTH + max(room_w - pw - pd, 0) / 2  # centred
+        y0 = _EDGE + max(room_h - ph - pd, 0) / 2
+        x1 = x0 + pw + _GAP  # the YZ column
+        y1 = y0 + ph + _AXIS_HEIGHT  # the XZ row
+        rects = {  # (x, y, width, height), pixels from the top left
+            "xz_x": (x0, y1 + pd, pw, _AXIS_HEIGHT),
+            "xz_z": (x0 - _AXIS_WIDTH, y1, _AXIS_WIDTH, pd),
+            "yz_z": (x1, y0 + ph, pd, _AXIS_HEIGHT),
+            "yz_y": (x1 + pd, y0, _AXIS_WIDTH, ph),
+            "xy": (x0, y0, pw, ph),
+            "yz": (x1, y0, pd, ph),
+            "xz": (x0, y1, pw, pd),
+        }
+        # the axes first: an axis reads its view's range when that view changes
+        for name, (x, y, rw, rh) in rects.items():
+            widget = self.axes[name] if name in self.axes else self.views2d[name]
+            widget.rect = self._Rect(x, y, rw, rh)
+        self.legend_box.rect = self._Rect(x1, y1, pd, pd)
+
     def transform(self, scale: Sequence[float], translate: Sequence[float]) -> Any:
         return self._STTransform(scale=tuple(scale), translate=tuple(translate))
 
@@ -261,8 +376,8 @@ class VolumeView(QWidget):
 
     A rotatable 3-D rendering (drag to rotate, wheel to zoom), the XY slice at the
     chosen plane, the XZ and YZ slices through the cursor (double-click the XY view to
-    move it) and the raw frame; a plane slider in µm, contrast limits (auto or manual),
-    a colormap and a 3-D rendering method.
+    move it) with axes in µm, and the raw frame; a plane slider in µm, contrast limits
+    (auto or manual), a colormap and a 3-D rendering method.
 
     Parameters
     ----------
@@ -381,7 +496,10 @@ class VolumeView(QWidget):
         bar.addWidget(QLabel("z ×"))
         self.z_scale_box = QComboBox()
         self.z_scale_box.addItems(["auto", *(f"{f:g}" for f in Z_SCALES)])
-        self.z_scale_box.setToolTip("Stretch z for display (1 = physical proportions)")
+        self.z_scale_box.setToolTip(
+            "Stretch z for display (1 = physical proportions; the XZ and YZ axes "
+            "stay in µm)"
+        )
         self.z_scale_box.currentTextChanged.connect(self._on_z_scale_box)
         bar.addWidget(self.z_scale_box)
         layout.addLayout(bar)
@@ -640,7 +758,9 @@ class VolumeView(QWidget):
 
         Volumes a few µm deep but 100s of µm wide would be slivers otherwise. Auto
         picks the smallest of `Z_SCALES` that makes the depth at least 30 % of the
-        width. The labels say when z is stretched.
+        width. The labels say when z is stretched. The XZ and YZ slices are only drawn
+        stretched (their axes stay in true µm); the 3-D view is stretched in its
+        coordinates.
         """
         if self._z_scale is not None:
             return self._z_scale
@@ -760,26 +880,27 @@ class VolumeView(QWidget):
         dz, py, px = self.voxel_size_um
         zs = self.z_scale
         planes = self._planes_um
-        # display z = µm × zs; voxel k is centred on planes[k] (as pixel i on (i+½)·px)
-        z_lo, z_hi = (planes[0] - dz / 2) * zs, (planes[-1] + dz / 2) * zs
+        # voxel k is centred on planes[k] (as pixel i on (i+½)·px); the 3-D view draws
+        # z × zs, the slices draw µm (their cameras stretch z, see `_frame_cameras`)
+        z_lo, z_hi = planes[0] - dz / 2, planes[-1] + dz / 2
         if upload_volume:  # a 3-D texture upload: not for a plane or cursor change
             s.volume.set_data(volume, clim=self._clim)  # vispy order: (z, y, x)
-        s.volume.transform = s.transform((px, py, dz * zs), (0, 0, z_lo))
+        s.volume.transform = s.transform((px, py, dz * zs), (0, 0, z_lo * zs))
         slices = self.slices()
         s.images["xy"].set_data(slices["xy"])
         s.images["xy"].transform = s.transform((px, py), (0, 0))
         s.images["xz"].set_data(slices["xz"])
-        s.images["xz"].transform = s.transform((px, dz * zs), (0, z_lo))
+        s.images["xz"].transform = s.transform((px, dz), (0, z_lo))
         s.images["yz"].set_data(slices["yz"])
-        s.images["yz"].transform = s.transform((dz * zs, py), (z_lo, 0))
+        s.images["yz"].transform = s.transform((dz, py), (z_lo, 0))
         y, x = self._cursor_yx or (0, 0)
         z = self.plane_um
         s.cursor_lines["xy_x"].set_data(pos=(x + 0.5) * px)
         s.cursor_lines["xy_y"].set_data(pos=(y + 0.5) * py)
-        s.cursor_lines["xz_z"].set_data(pos=z * zs)
-        s.cursor_lines["yz_z"].set_data(pos=z * zs)
+        s.cursor_lines["xz_z"].set_data(pos=z)
+        s.cursor_lines["yz_z"].set_data(pos=z)
         w_um, h_um = width * px, height * py
-        s.box.set_data(pos=_box_edges(w_um, h_um, z_lo, z_hi))
+        s.box.set_data(pos=_box_edges(w_um, h_um, z_lo * zs, z_hi * zs))
         s.plane_outline.set_data(pos=_rectangle(w_um, h_um, z * zs))
         frame_note = (
             "" if self._volume_index is None else f", frame {self._volume_index}"
@@ -792,30 +913,30 @@ class VolumeView(QWidget):
         s.labels["xy"].text = f"XY  z = {z:+.2f} µm"
         s.labels["xz"].text = f"XZ  y = {y * py:.1f} µm"
         s.labels["yz"].text = f"YZ  x = {x * px:.1f} µm"
-        s.legend.text = f"z ×{zs:g}" if zs != 1 else ""
-        geometry = (volume.shape, px, py, z_lo, z_hi)
+        s.legend.text = f"z ×{zs:g} in XZ, YZ, 3-D\n(aspect not 1:1)" if zs != 1 else ""
+        geometry = (volume.shape, px, py, z_lo, z_hi, zs)
         if self._shape_shown != geometry:
-            self._frame_cameras(w_um, h_um, z_lo, z_hi)
+            self._frame_cameras(w_um, h_um, z_lo, z_hi, zs)
             self._shape_shown = geometry
         self._apply_display()
 
     def _frame_cameras(
-        self, w_um: float, h_um: float, z_lo: float, z_hi: float
+        self, w_um: float, h_um: float, z_lo: float, z_hi: float, zs: float
     ) -> None:
+        """Show the whole volume: z in µm from ``z_lo`` to ``z_hi``, drawn × ``zs``."""
         assert self._scenes is not None
         s = self._scenes
-        depth = z_hi - z_lo
-        s.view3d.camera.set_range(x=(0, w_um), y=(0, h_um), z=(z_lo, z_hi))
-        s.views2d["xy"].camera.set_range(x=(0, w_um), y=(0, h_um), margin=0)
-        s.views2d["xz"].camera.set_range(x=(0, w_um), y=(z_lo, z_hi), margin=0)
-        s.views2d["yz"].camera.set_range(x=(z_lo, z_hi), y=(0, h_um), margin=0)
-        # the slice panes sized as the physical extents they show
-        s.views2d["xy"].stretch = (w_um, h_um)
-        s.views2d["yz"].stretch = (depth, h_um)
-        s.views2d["xz"].stretch = (w_um, depth)
-        s.legend.parent.stretch = (depth, depth)
-        s.grid._need_solver_recreate = True  # vispy re-solves stretches only on add
-        s.grid._update_child_widgets()
+        s.view3d.camera.set_range(x=(0, w_um), y=(0, h_um), z=(z_lo * zs, z_hi * zs))
+        # px per µm of z = zs × px per µm of x or y; aspect = (px per x) / (px per y)
+        s.views2d["xz"].camera.aspect = 1 / zs
+        s.views2d["yz"].camera.aspect = zs
+        # the slice panes sized as the extents they show, then the cameras fill them
+        s.extents_um = (w_um, h_um, (z_hi - z_lo) * zs)
+        s.place_slices()
+        # (x, y, width, height): exact, where set_range(margin=0) pads by 0.1 µm
+        s.views2d["xy"].camera.rect = (0, 0, w_um, h_um)
+        s.views2d["xz"].camera.rect = (0, z_lo, w_um, z_hi - z_lo)
+        s.views2d["yz"].camera.rect = (z_lo, 0, z_hi - z_lo, h_um)
 
     def _draw_frame(self) -> None:
         if self._scenes is None or self._frame is None:
