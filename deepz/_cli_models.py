@@ -344,6 +344,32 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
+        loss: Annotated[
+            str,
+            typer.Option(
+                "--loss",
+                help="Pixel loss: 'l2' (mean squared error: an object whose depth "
+                "is uncertain stays visible, brightest at its most likely depth) "
+                "or 'l1' (median: uncertain objects vanish).",
+            ),
+        ] = "l2",
+        clean_targets: Annotated[
+            bool,
+            typer.Option(
+                "--clean-targets/--recorded-targets",
+                help="Learn from the noise-free twins of simulated stacks where "
+                "they exist (deepz zstack --ground-truth), else the recorded planes.",
+            ),
+        ] = True,
+        init: Annotated[
+            str | None,
+            typer.Option(
+                "--init",
+                help="Start from this model's weights (file or bundled name) instead "
+                "of from scratch: fine-tuning. Same architecture and planes.",
+                show_default=False,
+            ),
+        ] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         resume: Annotated[
             bool, typer.Option("--resume", help="Continue from OUT.ckpt.")
@@ -382,6 +408,8 @@ def register(app: typer.Typer) -> None:
 
         if split_by not in (None, "stack", "region"):
             raise typer.BadParameter("--split-by must be 'stack' or 'region'.")
+        if loss not in ("l1", "l2"):
+            raise typer.BadParameter("--loss must be 'l1' or 'l2'.")
         if architecture not in ("unet", "stack"):
             raise typer.BadParameter("--architecture must be 'unet' or 'stack'.")
         if gan is None:
@@ -435,6 +463,8 @@ def register(app: typer.Typer) -> None:
             val_fraction=chosen.val_fraction,
             seed=seed,
             device=device,
+            pixel_loss=loss,
+            clean_targets=clean_targets,
         )
         from inference import Normalization
 
@@ -461,6 +491,12 @@ def register(app: typer.Typer) -> None:
                     + f" of {data[region.stack_index].source}"
                 )
         checkpoint = Path(str(out) + ".ckpt")
+        if init is not None and not resume:
+            try:
+                trainer.initialize_from(init)
+            except InferenceError as exc:
+                raise typer.BadParameter(f"--init: {exc}") from None
+            extra["initialized_from"] = init
         if resume:
             if not checkpoint.exists():
                 raise typer.BadParameter(f"--resume: no checkpoint at {checkpoint}.")

@@ -65,6 +65,7 @@ class TrainConfig:
     weight_ssim: float = 0.5
     weight_adversarial: float = 0.02
     weight_axial: float = 0.0
+    pixel_loss: Literal["l1", "l2"] = "l1"
     grad_clip: float = 1.0
     split_by: Literal["stack", "region"] = "stack"
     val_fraction: float = 0.25
@@ -252,7 +253,7 @@ class Trainer:
         height, width = fake.shape[-2:]
         fake_planes = fake.reshape(-1, 1, height, width)[valid]
         true_planes = y.reshape(-1, 1, height, width)[valid]
-        l1 = (fake_planes - true_planes).abs().mean()
+        l1 = _pixel_loss(fake_planes - true_planes, cfg.pixel_loss)
         # SSIM on a random subset of the planes (as many as the batch has inputs,
         # times 2): an unbiased estimate of the mean over all planes at a
         # twentieth of the cost; single-channel convolutions are slow on CPUs.
@@ -315,7 +316,7 @@ class Trainer:
             losses["discriminator"] = float(loss_d.detach())
 
         with autocast:
-            l1 = (fake - y).abs().mean()
+            l1 = _pixel_loss(fake - y, cfg.pixel_loss)
         l_ssim = 1 - ssim_torch(fake.float(), y.float(), data_range)
         loss_g = cfg.weight_l1 * l1 + cfg.weight_ssim * l_ssim
         adversarial = torch.zeros((), device=self.device)
@@ -407,6 +408,30 @@ class Trainer:
             if on_epoch is not None:
                 on_epoch(log)
         return self.history
+
+    def initialize_from(self, model: str | Path) -> None:
+        """Start from the weights of a saved model (fine-tuning).
+
+        Raises
+        ------
+        InferenceError
+            The model's generator is not the one this run trains (architecture,
+            widths, planes).
+        """
+        from inference._modelfile import load_model
+
+        generator, info = load_model(model, device=str(self.device))
+        if info.generator != self.config.generator.to_dict():
+            raise InferenceError(
+                f"{model} has another generator ({info.generator.get('architecture')}"
+                f", width {info.generator.get('base_width')}, "
+                f"{len(info.generator.get('planes_um') or [])} planes) than this run "
+                f"({self.config.generator.architecture}, width "
+                f"{self.config.generator.base_width}, "
+                f"{len(self.config.generator.planes_um)} planes); train with the "
+                "same --architecture, --base-width and range."
+            )
+        self.generator.load_state_dict(generator.state_dict())
 
     @staticmethod
     def validation_score(result: EvaluationResult) -> float | None:
@@ -621,6 +646,21 @@ def _axial_gradient_l1(fake: Any, target: Any, mask: Any) -> Any:
     d_fake = fake[:, 1:] - fake[:, :-1]
     d_true = target[:, 1:] - target[:, :-1]
     return (d_fake - d_true).abs()[both].mean()
+
+
+def _pixel_loss(error: Any, kind: str) -> Any:
+    """Mean absolute (``"l1"``) or squared (``"l2"``) error.
+
+    Where the input leaves an object's depth uncertain, L1 is minimised by the
+    per-pixel median over the possible depths, which is dark wherever no single
+    depth is more likely than not: an uncertain object vanishes from every
+    plane. L2 is minimised by the mean, whose profile along z peaks at the most
+    likely depth: the object stays, dimmer and spread over the depths it may
+    have. Axial localization needs the second.
+    """
+    if kind == "l2":
+        return (error**2).mean()
+    return error.abs().mean()
 
 
 def _check_stack_training(

@@ -201,3 +201,47 @@ def test_a_model_that_never_beat_the_identity_warns_when_loaded(tmp_path) -> Non
     save_model(out, trainer.generator, info)
     with pytest.warns(ModelQualityWarning, match="never beat the identity"):
         Refocuser(out, backend="torch")
+
+
+def test_l2_keeps_an_uncertain_object_that_l1_erases() -> None:
+    """One pixel whose object is there in a third of the cases (its depth unsure).
+
+    The best constant prediction under L1 is the median (0: the object vanishes),
+    under L2 the mean (1/3: it stays, dimmer). `_pixel_loss` is what training uses.
+    """
+    from inference._train import _pixel_loss
+
+    targets = torch.tensor([0.0, 0.0, 1.0])
+    found = {}
+    for kind in ("l1", "l2"):
+        guess = torch.full((1,), 0.5, requires_grad=True)
+        optimizer = torch.optim.SGD([guess], lr=0.01)
+        for _ in range(600):
+            optimizer.zero_grad()
+            _pixel_loss(guess - targets, kind).backward()
+            optimizer.step()
+        found[kind] = float(guess)
+    assert found["l1"] == pytest.approx(0.0, abs=0.01)
+    assert found["l2"] == pytest.approx(1 / 3, abs=0.01)
+
+
+def test_fine_tuning_starts_from_a_saved_model(tmp_path) -> None:
+    from inference import save_model
+
+    torch.set_num_threads(1)
+    stacks = [_stack(), _stack()]
+    first = Trainer(stacks, _config(epochs=0, seed=3))
+    out = tmp_path / "start.safetensors"
+    save_model(out, first.generator, first.model_info("start"))
+    second = Trainer(stacks, _config(epochs=0, seed=4))
+    before = next(iter(second.generator.state_dict().values())).clone()
+    second.initialize_from(out)
+    for key, value in first.generator.state_dict().items():
+        assert torch.equal(second.generator.state_dict()[key], value)
+    assert not torch.equal(before, second.generator.state_dict()[key])
+    wider = Trainer(
+        stacks,
+        _config(epochs=0, generator=GeneratorConfig(base_width=8, depth=2)),
+    )
+    with pytest.raises(InferenceError, match="another generator"):
+        wider.initialize_from(out)
