@@ -85,8 +85,16 @@ def _read_all(
 ) -> list[ZStack]:
     from inference import read_stacks
 
+    given = {p.expanduser().absolute() for p in paths}
     stacks: list[ZStack] = []
     for path in paths:
+        name = path.name
+        if ".clean." in name:
+            recorded = path.with_name(name.replace(".clean.", ".", 1))
+            if recorded.expanduser().absolute() in given:
+                # a shell glob picks up the noise-free twins too: they are read
+                # with their recorded stack (ZStack.clean), not as data of their own
+                continue
         stacks.extend(read_stacks(path, channel=channel, voxel_um=voxel))
     return stacks
 
@@ -370,6 +378,9 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
+        lr: Annotated[
+            float, typer.Option("--lr", help="Learning rate of the generator (AdamW).")
+        ] = 2e-4,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         resume: Annotated[
             bool, typer.Option("--resume", help="Continue from OUT.ckpt.")
@@ -465,6 +476,7 @@ def register(app: typer.Typer) -> None:
             device=device,
             pixel_loss=loss,
             clean_targets=clean_targets,
+            lr_generator=lr,
         )
         from inference import Normalization
 
@@ -531,10 +543,21 @@ def register(app: typer.Typer) -> None:
             def on_epoch(log) -> None:  # type: ignore[no-untyped-def]
                 gain = log.validation.get("mean_psnr_gain_db")
                 gain_text = "n/a" if gain is None else f"{gain:+.2f} dB"
+                clean = log.validation.get("mean_psnr_gain_clean_db_2_to_10um")
+                if clean is not None:
+                    gain_text += f" (noise-free planes, 2-10 µm: {clean:+.2f} dB)"
+                axial = log.validation.get("axial_error_median_um")
+                axial_text = (
+                    ""
+                    if axial is None
+                    else f", axial error median {axial:.2f} µm (in-focal-plane "
+                    f"guess {log.validation.get('axial_baseline_median_um'):.2f})"
+                )
                 _say(
-                    f"epoch {log.epoch}: L1 {log.loss_l1:.4f}, 1-SSIM "
-                    f"{log.loss_ssim:.4f}, validation PSNR gain over identity "
-                    f"{gain_text} ({log.seconds:.0f} s)"
+                    f"epoch {log.epoch}: {config.pixel_loss.upper()} "
+                    f"{log.loss_l1:.4f}, 1-SSIM {log.loss_ssim:.4f}, validation PSNR "
+                    f"gain over identity {gain_text}{axial_text} "
+                    f"({log.seconds:.0f} s)"
                 )
                 bar.reset(task)
 
