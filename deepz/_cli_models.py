@@ -918,7 +918,7 @@ def register(app: typer.Typer) -> None:
         if axial["axial_error_median_um"] is not None:
             sys.stdout.write(
                 f"Axial localization ({axial['axial_objects']} objects within "
-                f"±{result.axial_range_um:g} µm of the input plane): median error "
+                f"±{result.axial_range_um:.3g} µm of the input plane): median error "
                 f"{axial['axial_error_median_um']:.2f} µm, "
                 f"{axial['axial_within_1um_fraction']:.0%} within 1 µm; everything "
                 f"in the focal plane: {axial['axial_baseline_median_um']:.2f} µm, "
