@@ -3,8 +3,10 @@
 The simulator knows what a real microscope cannot tell: the noise-free image at every
 recorded plane and where every object is. `write_zstack_ground_truth` saves both next
 to a stack recorded on the simulator, so that refocusing can be scored against clean
-planes and against the true depth of each object (``deepz evaluate``), and so that
-training can learn from clean targets (``deepz train``):
+planes (``deepz evaluate``; its axial score finds objects as the maxima of the clean
+twin, as it would in a real scan), so that training can learn from clean targets
+(``deepz train``), and so that any tool can check positions against the truth (the
+objects table; `inference.ZStack.objects`):
 
 ``<stem>.clean.ome.tif``
     float32 ``ZYX``, the expected camera signal in ADU (offset included, no noise,
@@ -80,8 +82,8 @@ def ground_truth_paths(stack_path: str | Path) -> tuple[Path, Path]:
     )
 
 
-def check_ground_truth_possible(scope: Microscope, out: Path, overwrite: bool) -> None:
-    """Fail before any light if ground truth cannot be had or would overwrite."""
+def check_ground_truth_possible(scope: Microscope) -> None:
+    """Fail before any light if ground truth cannot be had."""
     from acquisition.simulator import bench_for
 
     if bench_for(scope.core) is None:
@@ -89,12 +91,31 @@ def check_ground_truth_possible(scope: Microscope, out: Path, overwrite: bool) -
             "Ground truth exists only on the simulated microscope; drop "
             "--ground-truth for a real one."
         )
+
+
+def clear_stale_ground_truth(out: Path, overwrite: bool) -> None:
+    """Remove (with ``overwrite``) or refuse an earlier recording's ground truth.
+
+    Readers pair ``NAME.clean.ome.tif`` and ``NAME.objects.csv`` with
+    ``NAME.ome.tif`` by name: left from an earlier recording, they would describe
+    another specimen. Called before any light, whether or not this run saves
+    ground truth of its own.
+    """
     for path in ground_truth_paths(out):
-        if path.exists() and not overwrite:
+        if not path.exists():
+            continue
+        if not overwrite:
             raise OutputLocationError(
-                f"{path} already exists; choose another output path or pass "
-                "--overwrite."
+                f"{path} (ground truth of an earlier recording) already exists; "
+                "choose another output path or pass --overwrite."
             )
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise OutputLocationError(
+                f"Cannot remove {path} ({exc.strerror or exc}), the ground truth "
+                f"of the recording being replaced; remove it by hand."
+            ) from exc
 
 
 def write_zstack_ground_truth(

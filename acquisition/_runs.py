@@ -36,6 +36,7 @@ from acquisition._errors import (
 )
 from acquisition._ground_truth import (
     check_ground_truth_possible,
+    clear_stale_ground_truth,
     write_zstack_ground_truth,
 )
 from acquisition._writers import OmeTiffWriter, OmeZarrWriter, open_writer
@@ -340,7 +341,8 @@ def acquire_zstack(
         )
     out_path = _prepare_output(scope, Path(out), len(planes), overwrite=overwrite)
     if ground_truth:
-        check_ground_truth_possible(scope, out_path, overwrite)
+        check_ground_truth_possible(scope)
+    clear_stale_ground_truth(out_path, overwrite)
     if led_intensity is not None:
         _set_led_intensity(scope, led_intensity)
     core.setExposure(exposure_ms)

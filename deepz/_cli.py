@@ -228,8 +228,9 @@ def zstack(
             "--ground-truth",
             help=(
                 "Simulator only: also save the noise-free twin of every plane "
-                "(<stem>.clean.ome.tif) and the objects with their in-focus z "
-                "(<stem>.objects.csv) beside the stack."
+                "(<stem>.clean.ome.tif, rendered after the stack: about as long "
+                "again) and the objects with their in-focus z (<stem>.objects.csv) "
+                "beside the stack."
             ),
         ),
     ] = False,

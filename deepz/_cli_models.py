@@ -374,12 +374,16 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--init",
                 help="Start from this model's weights (file or bundled name) instead "
-                "of from scratch: fine-tuning. Same architecture and planes.",
+                "of from scratch: fine-tuning. Same architecture and planes. "
+                "Ignored with --resume.",
                 show_default=False,
             ),
         ] = None,
         lr: Annotated[
-            float, typer.Option("--lr", help="Learning rate of the generator (AdamW).")
+            float,
+            typer.Option(
+                "--lr", help="Learning rate of the generator (AdamW), more than 0."
+            ),
         ] = 2e-4,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         resume: Annotated[
@@ -454,6 +458,13 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(str(exc)) from None
         for reason in chosen.reasons:
             _say(f"chosen from the data: {reason}")
+        if not (math.isfinite(lr) and lr > 0):
+            raise typer.BadParameter(f"--lr must be more than 0, got {lr}.")
+        if architecture == "stack" and dz_range_um is None:
+            # the stack's planes must divide the range: round it down to the step
+            steps = math.floor(chosen.dz_range_um / stack_step_um + 1e-6)
+            if steps >= 1:
+                chosen = replace(chosen, dz_range_um=round(steps * stack_step_um, 6))
         if architecture == "stack":
             try:
                 generator = GeneratorConfig.stack(
@@ -762,7 +773,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--axial-range-um",
                 help="Score the axial localization of objects up to this far from "
-                "the input plane (µm). Default: the model's range minus 3 µm.",
+                "the input plane (µm), at most the model's range. Default: the "
+                "model's range minus 3 µm (at least 1 µm).",
                 show_default=False,
             ),
         ] = None,

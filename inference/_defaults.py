@@ -112,8 +112,8 @@ def training_defaults(
             if 10 * dof < limit:
                 limit = 10 * dof
                 why = f"ten depths of field ({dof:.2g} µm at NA {optics[0]:g})"
-        # whole multiples of the plane step (at least one step)
-        dz_range_um = max(step, math.floor(limit / step + 1e-9) * step)
+        # whole multiples of the plane step (at least one step), without float dust
+        dz_range_um = round(max(step, math.floor(limit / step + 1e-9) * step), 6)
         reasons.append(f"dz range ±{dz_range_um:.3g} µm: {why}")
     elif not (math.isfinite(dz_range_um) and dz_range_um > 0):
         raise InferenceError(

@@ -321,10 +321,12 @@ def evaluate_stacks(
     width = float(bin_um) if bin_um else bin_width_um(list(stacks))
     if not (np.isfinite(width) and width > 0):
         raise ValueError(f"bin_um must be positive, got {bin_um}")
-    reach = (
+    # objects beyond the virtual stack would have their peak clamped to its edge
+    reach = min(
+        dz_range_um,
         float(axial_range_um)
         if axial_range_um is not None
-        else max(1.0, dz_range_um - 3.0)
+        else max(1.0, dz_range_um - 3.0),
     )
     cross = target_stacks is not None
     # a refocusing model is scored away from focus; a cross-modal one also at focus
@@ -367,7 +369,7 @@ def evaluate_stacks(
                 target = normalization.apply(true_planes[j], scale)
             key = _bin_key(abs(dz[j]), width)
             _score(sums[key], "", predicted[k], identity, target)
-            if clean_planes is not None:
+            if clean_targets and clean_planes is not None:
                 clean = normalization.apply(clean_planes[j], scale)
                 _score(sums[key], "_clean", predicted[k], identity, clean)
         if not cross:

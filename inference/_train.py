@@ -65,7 +65,7 @@ class TrainConfig:
     weight_ssim: float = 0.5
     weight_adversarial: float = 0.02
     weight_axial: float = 0.0
-    pixel_loss: Literal["l1", "l2"] = "l1"
+    pixel_loss: Literal["l1", "l2"] = "l2"
     grad_clip: float = 1.0
     split_by: Literal["stack", "region"] = "stack"
     val_fraction: float = 0.25
@@ -421,7 +421,7 @@ class Trainer:
         from inference._modelfile import load_model
 
         generator, info = load_model(model, device=str(self.device))
-        if info.generator != self.config.generator.to_dict():
+        if GeneratorConfig.from_dict(info.generator) != self.config.generator:
             raise InferenceError(
                 f"{model} has another generator ({info.generator.get('architecture')}"
                 f", width {info.generator.get('base_width')}, "
@@ -441,7 +441,9 @@ class Trainer:
         own noise caps the recorded-plane score), else against the recorded ones.
         Positive: the model predicts real planes better than doing nothing.
         """
-        clean = result.mean_psnr_gain_db(1.0, clean=True)
+        clean = (
+            result.mean_psnr_gain_db(1.0, clean=True) if result.clean_targets else None
+        )
         return clean if clean is not None else result.mean_psnr_gain_db(1.0)
 
     def _keep_if_best(self, result: EvaluationResult) -> None:

@@ -8,8 +8,9 @@
 # (covers the models' ±10 µm refocusing range from any input plane near focus), 10 ms
 # exposure at the default LED intensity: the same light as a live time-lapse frame, so
 # training inputs have the noise of live frames. `--ground-truth` saves beside each
-# stack its noise-free twin (*.clean.ome.tif: clean training targets and clean scores)
-# and its objects with their in-focus z (*.objects.csv: the axial-localization score).
+# stack its noise-free twin (*.clean.ome.tif: clean training targets and clean scores;
+# `deepz evaluate` finds the objects of its axial score as the twin's 3-D maxima) and
+# the true objects with their in-focus z (*.objects.csv).
 # Seeds are disjoint:
 #   train/  worms 100-123 (centre depth 8-16 µm), beads 200-205, sheets 300-301
 #   fresh/  worms 900-904: never used in training, for `deepz evaluate`
@@ -20,9 +21,10 @@ out="${1:-runs/simulator-stacks}"
 mkdir -p "$out/train" "$out/fresh"
 stack() {  # stack FILE KIND SEED [DEPTH]
   local file="$1" kind="$2" seed="$3" depth="${4:-}"
-  [ -e "$file" ] && return 0
-  local extra=()
-  [ -n "$depth" ] && extra=(--set "Specimen,Depth,$depth")
+  # done only with its twin (stacks from before --ground-truth are recorded again)
+  [ -e "$file" ] && [ -e "${file%.ome.tif}.clean.ome.tif" ] && return 0
+  local extra=(--overwrite)
+  [ -n "$depth" ] && extra+=(--set "Specimen,Depth,$depth")
   deepz zstack --range-um 24 --step-um 0.5 --exposure-ms 10 --ground-truth \
     --set Camera,Clock,simulated --set "Specimen,Kind,$kind" --set "Specimen,Seed,$seed" \
     "${extra[@]}" --out "$file" --json

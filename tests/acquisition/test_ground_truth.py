@@ -83,3 +83,22 @@ def test_ground_truth_needs_the_simulator(fake_scope_cfg: Path, tmp_path: Path) 
                 ground_truth=True,
             )  # fmt: skip
     assert not out.exists()  # refused before the first frame
+
+
+def test_an_earlier_recordings_ground_truth_never_pairs_with_a_new_stack(
+    simulator: Microscope, tmp_path: Path
+) -> None:
+    from acquisition._errors import OutputLocationError
+
+    simulator.focus_on_specimen()
+    out = tmp_path / "s.ome.tif"
+    acquire_zstack(simulator, range_um=1, step_um=1, exposure_ms=1, out=out,
+                   ground_truth=True)  # fmt: skip
+    clean, objects = ground_truth_paths(out)
+    out.unlink()  # the stack is gone, its ground truth is still there
+    with pytest.raises(OutputLocationError, match="ground truth of an earlier"):
+        acquire_zstack(simulator, range_um=1, step_um=1, exposure_ms=1, out=out)
+    # replacing the recording without ground truth removes the old one
+    acquire_zstack(simulator, range_um=1, step_um=1, exposure_ms=1, out=out,
+                   overwrite=True)  # fmt: skip
+    assert out.exists() and not clean.exists() and not objects.exists()

@@ -203,10 +203,10 @@ def test_stack_training_reduces_the_loss_and_saves_a_usable_model(
     )
     batch = tuple(torch.from_numpy(a) for a in (x, y, mask))
     losses = [trainer.step(batch)["l1"] for _ in range(80)]
-    # the zero-initialised head starts as the identity: L1 = |input - target|
+    # the zero-initialised head starts as the identity: L2 = (input - target)²
     valid = mask.reshape(-1) > 0
-    start = np.abs(np.broadcast_to(x, y.shape).reshape(-1, 32, 32)[valid]
-                   - y.reshape(-1, 32, 32)[valid]).mean()  # fmt: skip
+    start = ((np.broadcast_to(x, y.shape).reshape(-1, 32, 32)[valid]
+              - y.reshape(-1, 32, 32)[valid]) ** 2).mean()  # fmt: skip
     assert losses[0] == pytest.approx(start, rel=1e-4)
     # nine planes from a width-4 network: a clear fall, smaller than for one plane
     assert np.mean(losses[-5:]) < 0.8 * losses[0]

@@ -220,7 +220,7 @@ def test_l2_keeps_an_uncertain_object_that_l1_erases() -> None:
             optimizer.zero_grad()
             _pixel_loss(guess - targets, kind).backward()
             optimizer.step()
-        found[kind] = float(guess)
+        found[kind] = float(guess.detach())
     assert found["l1"] == pytest.approx(0.0, abs=0.01)
     assert found["l2"] == pytest.approx(1 / 3, abs=0.01)
 
@@ -245,3 +245,47 @@ def test_fine_tuning_starts_from_a_saved_model(tmp_path) -> None:
     )
     with pytest.raises(InferenceError, match="another generator"):
         wider.initialize_from(out)
+
+
+def test_fine_tuning_accepts_the_bundled_reference_model() -> None:
+    from inference import bundled_model_names
+
+    if "default" not in bundled_model_names():
+        pytest.skip("no bundled default model in this checkout")
+    torch.set_num_threads(1)
+    trainer = Trainer(
+        [_stack(shape=(64, 64)), _stack(shape=(64, 64))],
+        _config(epochs=0, generator=GeneratorConfig(), pairs=PairConfig(crop=32)),
+    )
+    trainer.initialize_from("default")  # an older file without planes_um
+
+
+def test_a_stack_range_on_an_uneven_plane_grid_fits_the_stack_planes(
+    tmp_path, capsys
+) -> None:
+    import tifffile
+
+    from deepz._cli import main
+
+    stack = _stack(n_z=31, step=0.333, shape=(64, 96))
+    path = tmp_path / "uneven.tif"
+    tifffile.imwrite(
+        path, stack.data.astype(np.uint16), imagej=True,
+        resolution=(1 / 0.325, 1 / 0.325),
+        metadata={"spacing": 0.333, "unit": "um", "axes": "ZYX"},
+    )  # fmt: skip
+    out = tmp_path / "m.safetensors"
+    for bad in ("-1", "nan"):
+        with pytest.raises(SystemExit) as exc:
+            main(["train", str(path), "--out", str(out), "--lr", bad])
+        assert exc.value.code and "--lr must be more than 0" in capsys.readouterr().err
+    args = ["train", str(path), "--out", str(out), "--architecture", "stack"]
+    args += ["--epochs", "1", "--steps-per-epoch", "1", "--base-width", "4"]
+    try:
+        main([*args, "--device", "cpu"])
+    except SystemExit as exc:
+        assert not exc.code, capsys.readouterr().err
+    from inference import read_model_info
+
+    # half of 9.99 µm on a 0.333 µm grid is 4.995 µm: the 0.5 µm planes reach 4.5
+    assert read_model_info(out).dz_range_um == pytest.approx(4.5)
