@@ -173,7 +173,8 @@ def _training_verdict(trainer: Trainer, best_epoch: int) -> str:
     score = trainer.best_score
     if score is None:
         return (
-            "No validation score was computed (no held-out pairs): nothing shows "
+            "No validation score was computed (no held-out pairs at |dz| ≥ 1 µm): "
+            "nothing shows "
             "that this model beats the identity. Evaluate it with deepz evaluate."
         )
     held_out = trainer.val_pairs.held_out_stacks()

@@ -213,13 +213,22 @@ def register_pair(
             "overlap; are they images of the same field?"
         )
     z_um = reference.z_um[region[0]]
-    cropped_reference = replace(reference, data=reference.data[region], z_um=z_um)
+    # ground truth is cut with the reference; the moved stack's would need moving too
+    cropped_reference = replace(
+        reference,
+        data=reference.data[region],
+        z_um=z_um,
+        clean=None if reference.clean is None else reference.clean[region],
+        objects=None,
+    )
     cropped_moving = replace(
         moving,
         data=moved[region],
         z_um=z_um,
         pixel_um=reference.pixel_um,
         source=f"{moving.source}[registered]",
+        clean=None,
+        objects=None,
     )
     return cropped_reference, cropped_moving, shift
 
