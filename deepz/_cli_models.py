@@ -174,15 +174,15 @@ def _training_verdict(trainer: Trainer, best_epoch: int) -> str:
     if score is None:
         return (
             "No validation score was computed (no held-out pairs at |dz| ≥ 1 µm): "
-            "nothing shows "
-            "that this model beats the identity. Evaluate it with deepz evaluate."
+            "nothing shows that this model beats the identity. Evaluate it with "
+            "deepz evaluate."
         )
-    held_out = trainer.val_pairs.held_out_stacks()
-    clean = all(s.clean is not None for s in held_out)
-    against = "noise-free planes" if clean else "recorded planes"
     validation = next(
         (h.validation for h in trainer.history if h.epoch == best_epoch), {}
     )
+    # the score was taken against what that validation scored (Trainer.validation_score)
+    clean = validation.get("clean_targets", False)
+    against = "noise-free planes" if clean else "recorded planes"
     axial = ""
     if validation.get("axial_error_median_um") is not None:
         axial = (
@@ -454,6 +454,7 @@ def register(app: typer.Typer) -> None:
                 crop=crop,
                 split_by=split_by,
                 val_fraction=val_fraction,
+                range_step_um=stack_step_um if architecture == "stack" else None,
             )
         except InferenceError as exc:
             raise typer.BadParameter(str(exc)) from None
@@ -461,11 +462,6 @@ def register(app: typer.Typer) -> None:
             _say(f"chosen from the data: {reason}")
         if not (math.isfinite(lr) and lr > 0):
             raise typer.BadParameter(f"--lr must be more than 0, got {lr}.")
-        if architecture == "stack" and dz_range_um is None:
-            # the stack's planes must divide the range: round it down to the step
-            steps = math.floor(chosen.dz_range_um / stack_step_um + 1e-6)
-            if steps >= 1:
-                chosen = replace(chosen, dz_range_um=round(steps * stack_step_um, 6))
         if architecture == "stack":
             try:
                 generator = GeneratorConfig.stack(
@@ -498,20 +494,13 @@ def register(app: typer.Typer) -> None:
         trainer = Trainer(
             data, config, normalization=normalization, target_stacks=targets
         )
-        if targets is not None and chosen.split_by == "region":
-            # registration crops the field: name the file's held-out band, so
-            # that evaluation can score exactly those pixels
+        if chosen.split_by == "region":
+            # in the file's pixels (registration may have cut the field), so that
+            # evaluation can score exactly those
             for region in trainer.val_pairs.regions:
                 _say(
                     "held out for validation: "
                     + _band_text(region, origins[region.stack_index])
-                    + f" of {data[region.stack_index].source}"
-                )
-        elif chosen.split_by == "region":
-            for region in trainer.val_pairs.regions:
-                _say(
-                    "held out for validation: "
-                    + _band_text(region, (0, 0))
                     + f" of {data[region.stack_index].source}"
                 )
         checkpoint = Path(str(out) + ".ckpt")

@@ -75,6 +75,7 @@ def training_defaults(
     crop: int | None = None,
     split_by: str | None = None,
     val_fraction: float | None = None,
+    range_step_um: float | None = None,
 ) -> TrainingDefaults:
     """Fill in the unset training settings from the stacks (see module docstring).
 
@@ -87,6 +88,9 @@ def training_defaults(
     dz_range_um, crop, split_by, val_fraction : optional
         The user's choices; None means "choose from the data". A user's value is
         kept, and checked against the data with a clear error.
+    range_step_um : float, optional
+        A chosen range is also a whole number of these steps where it can be (the
+        plane step of a ``"deepz-stack"`` model, whose planes must divide it).
 
     Raises
     ------
@@ -114,6 +118,11 @@ def training_defaults(
                 why = f"ten depths of field ({dof:.2g} µm at NA {optics[0]:g})"
         # whole multiples of the plane step (at least one step), without float dust
         dz_range_um = round(max(step, math.floor(limit / step + 1e-9) * step), 6)
+        if range_step_um:
+            steps = math.floor(dz_range_um / range_step_um + 1e-6)
+            if steps >= 1:
+                dz_range_um = round(steps * range_step_um, 6)
+                why += f", in whole {range_step_um:g} µm output-plane steps"
         reasons.append(f"dz range ±{dz_range_um:.3g} µm: {why}")
     elif not (math.isfinite(dz_range_um) and dz_range_um > 0):
         raise InferenceError(

@@ -420,7 +420,12 @@ def evaluate_stacks(
     else:
         notes.append(
             "axial: objects are 3-D maxima of the "
-            + ("noise-free twin" if clean_targets else "smoothed recorded planes")
+            + (
+                "noise-free twin"
+                if clean_targets
+                else "noise-free twin where a stack has one, else of the smoothed "
+                "recorded planes"
+            )
             + f", laterally isolated by {isolation_um:g} µm, scored within "
             f"±{reach:g} µm of the input plane; baseline: every object in the "
             "input (focal) plane"

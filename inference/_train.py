@@ -64,7 +64,6 @@ class TrainConfig:
     weight_l1: float = 1.0
     weight_ssim: float = 0.5
     weight_adversarial: float = 0.02
-    weight_axial: float = 0.0
     pixel_loss: Literal["l1", "l2"] = "l2"
     grad_clip: float = 1.0
     split_by: Literal["stack", "region"] = "stack"
@@ -262,17 +261,12 @@ class Trainer:
         ]
         l_ssim = 1 - ssim_torch(fake_planes[subset], true_planes[subset], 1.0)
         loss_g = cfg.weight_l1 * l1 + cfg.weight_ssim * l_ssim
-        l_axial = torch.zeros((), device=self.device)
-        if cfg.weight_axial > 0:
-            l_axial = _axial_gradient_l1(fake, y, mask)
-            loss_g = loss_g + cfg.weight_axial * l_axial
         self._update_generator(loss_g)
         return {
             "generator": float(loss_g.detach()),
             "l1": float(l1.detach()),
             "ssim": float(l_ssim.detach()),
             "adversarial": 0.0,
-            "axial": float(l_axial.detach()),
         }
 
     def _update_generator(self, loss: Any) -> None:
@@ -632,22 +626,6 @@ class Trainer:
                 for s in self.target_stacks
             ],
         }
-
-
-def _axial_gradient_l1(fake: Any, target: Any, mask: Any) -> Any:
-    """L1 between the z-derivatives of predicted and target stacks.
-
-    Where an object comes into focus the intensity along z rises and falls; a
-    stack that is right plane by plane on average but flat along z (the same
-    blurred column at every depth) scores well on per-plane L1 and badly here.
-    Only pairs of neighbouring planes that both have a target count.
-    """
-    both = (mask[:, 1:] * mask[:, :-1]) > 0  # (N, K-1)
-    if not bool(both.any()):
-        return fake.sum() * 0.0
-    d_fake = fake[:, 1:] - fake[:, :-1]
-    d_true = target[:, 1:] - target[:, :-1]
-    return (d_fake - d_true).abs()[both].mean()
 
 
 def _pixel_loss(error: Any, kind: str) -> Any:
