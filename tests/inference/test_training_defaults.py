@@ -39,6 +39,18 @@ def _stack(n_z: int = 9, step: float = 1.0, shape=(48, 80), **optics) -> ZStack:
     )  # fmt: skip
 
 
+def _write_imagej(path: Path, stack: ZStack) -> Path:
+    """The stack as a calibrated ImageJ TIFF (what `deepz train` reads from disk)."""
+    import tifffile
+
+    tifffile.imwrite(
+        path, stack.data.astype(np.uint16), imagej=True,
+        resolution=(1 / stack.pixel_um[1], 1 / stack.pixel_um[0]),
+        metadata={"spacing": stack.voxel_um[0], "unit": "um", "axes": "ZYX"},
+    )  # fmt: skip
+    return path
+
+
 def test_range_comes_from_the_stack_extent_and_the_optics() -> None:
     shallow = _stack(n_z=9, step=1.0)  # spans 8 µm
     chosen = training_defaults([shallow], multiple=16)
@@ -160,17 +172,9 @@ def test_the_trained_range_is_what_the_stacks_reached() -> None:
 def test_cli_train_on_one_stack_with_no_options_says_how_it_compares(
     tmp_path: Path, capsys
 ) -> None:
-    import tifffile
-
     from deepz._cli import main
 
-    stack = _stack(n_z=9, step=1.0, shape=(64, 96))
-    path = tmp_path / "one.tif"
-    tifffile.imwrite(
-        path, stack.data.astype(np.uint16), imagej=True,
-        resolution=(1 / 0.325, 1 / 0.325),
-        metadata={"spacing": 1.0, "unit": "um", "axes": "ZYX"},
-    )  # fmt: skip
+    path = _write_imagej(tmp_path / "one.tif", _stack(n_z=9, step=1.0, shape=(64, 96)))
     out = tmp_path / "m.safetensors"
     args = ["train", str(path), "--out", str(out), "--epochs", "2"]
     args += ["--steps-per-epoch", "2", "--base-width", "4", "--device", "cpu"]
@@ -263,17 +267,10 @@ def test_fine_tuning_accepts_the_bundled_reference_model() -> None:
 def test_a_stack_range_on_an_uneven_plane_grid_fits_the_stack_planes(
     tmp_path, capsys
 ) -> None:
-    import tifffile
-
     from deepz._cli import main
 
     stack = _stack(n_z=31, step=0.333, shape=(64, 96))
-    path = tmp_path / "uneven.tif"
-    tifffile.imwrite(
-        path, stack.data.astype(np.uint16), imagej=True,
-        resolution=(1 / 0.325, 1 / 0.325),
-        metadata={"spacing": 0.333, "unit": "um", "axes": "ZYX"},
-    )  # fmt: skip
+    path = _write_imagej(tmp_path / "uneven.tif", stack)
     out = tmp_path / "m.safetensors"
     for bad in ("-1", "nan"):
         with pytest.raises(SystemExit) as exc:
