@@ -34,7 +34,13 @@ from ._pipeline import (
     microscope_optics,
 )
 from ._runs import TimelapseSummary, ZStackSummary, acquire_timelapse, acquire_zstack
-from ._scope import SPECIMEN_DEVICE, Microscope, open_microscope
+from ._scope import (
+    CONFIG_DIR,
+    SIMULATOR_CONFIG,
+    SPECIMEN_DEVICE,
+    Microscope,
+    open_microscope,
+)
 from ._writers import (
     OmeTiffVolumeWriter,
     OmeTiffWriter,
@@ -48,6 +54,8 @@ from ._writers import (
 )
 
 __all__ = [
+    "CONFIG_DIR",
+    "SIMULATOR_CONFIG",
     "SPECIMEN_DEVICE",
     "AcquisitionError",
     "AcquisitionInterrupted",

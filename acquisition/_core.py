@@ -88,7 +88,7 @@ class DeepzCore(UniMMCore):
         size = super().getPixelSizeUm(*args, **kwargs)
         if size:
             return size
-        from acquisition.simulator import bench_for
+        from deepz_live.acquisition.simulator import bench_for
 
         bench = bench_for(self)
         if bench is None or bench.camera is None or bench.optics is None:

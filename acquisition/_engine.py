@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from pymmcore_plus.mda import MDAEngine
 
-from acquisition._errors import AcquisitionError
+from deepz_live.acquisition._errors import AcquisitionError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -154,7 +154,7 @@ class DeepzEngine(MDAEngine):
 def _find_bench(core: CMMCorePlus) -> Any:
     """The simulator bench driving ``core``, or None for a real microscope."""
     try:
-        from acquisition.simulator import bench_for
+        from deepz_live.acquisition.simulator import bench_for
     except ImportError:
         return None
     return bench_for(core)

@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tifffile
 
-from acquisition._errors import AcquisitionError, OutputLocationError
+from deepz_live.acquisition._errors import AcquisitionError, OutputLocationError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from acquisition._scope import Microscope
+    from deepz_live.acquisition._scope import Microscope
 
 __all__ = ["GroundTruthFiles", "ground_truth_paths", "write_zstack_ground_truth"]
 
@@ -84,7 +84,7 @@ def ground_truth_paths(stack_path: str | Path) -> tuple[Path, Path]:
 
 def check_ground_truth_possible(scope: Microscope) -> None:
     """Fail before any light if ground truth cannot be had."""
-    from acquisition.simulator import bench_for
+    from deepz_live.acquisition.simulator import bench_for
 
     if bench_for(scope.core) is None:
         raise AcquisitionError(
@@ -145,7 +145,7 @@ def write_zstack_ground_truth(
     AcquisitionError
         Not the simulator, or metadata without plane positions.
     """
-    from acquisition.simulator import bench_for
+    from deepz_live.acquisition.simulator import bench_for
 
     bench = bench_for(scope.core)
     if bench is None:

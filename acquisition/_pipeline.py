@@ -83,14 +83,14 @@ import useq
 from psygnal import Signal, SignalGroup
 from pymmcore_plus.mda import FinishReason
 
-from acquisition._errors import (
+from deepz_live.acquisition._errors import (
     AcquisitionError,
     AcquisitionInterrupted,
     DeepzError,
     LiveRunError,
     OutputLocationError,
 )
-from acquisition._runs import (
+from deepz_live.acquisition._runs import (
     _check_idle,
     _check_timelapse_settings,
     _fps,
@@ -103,7 +103,7 @@ from acquisition._runs import (
     _set_led_intensity,
     _significant,
 )
-from acquisition._writers import (
+from deepz_live.acquisition._writers import (
     OmeTiffVolumeWriter,
     OmeTiffWriter,
     OmeZarrVolumeWriter,
@@ -117,7 +117,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
-    from acquisition._scope import Microscope
+    from deepz_live.acquisition._scope import Microscope
 
 __all__ = [
     "FrameProcessor",
@@ -402,6 +402,7 @@ class LiveSummary:
             ),
             "policy": self.policy,
             "planes_um": list(self.planes_um),
+            "processor": self.processor,
             "canceled": self.canceled,
         }
 

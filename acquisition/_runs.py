@@ -29,22 +29,22 @@ import numpy as np
 import useq
 from pymmcore_plus.mda import FinishReason
 
-from acquisition._errors import (
+from deepz_live.acquisition._errors import (
     AcquisitionError,
     AcquisitionInterrupted,
     OutputLocationError,
 )
-from acquisition._ground_truth import (
+from deepz_live.acquisition._ground_truth import (
     check_ground_truth_possible,
     clear_stale_ground_truth,
     write_zstack_ground_truth,
 )
-from acquisition._writers import OmeTiffWriter, OmeZarrWriter, open_writer
+from deepz_live.acquisition._writers import OmeTiffWriter, OmeZarrWriter, open_writer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from acquisition._scope import Microscope
+    from deepz_live.acquisition._scope import Microscope
 
     ProgressCallback = Callable[[int, int], object]
 

@@ -27,9 +27,9 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from acquisition._core import DeepzCore
-from acquisition._engine import DeepzEngine
-from acquisition._errors import AcquisitionError, ConfigError, DeepzError
+from deepz_live.acquisition._core import DeepzCore
+from deepz_live.acquisition._engine import DeepzEngine
+from deepz_live.acquisition._errors import AcquisitionError, ConfigError, DeepzError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -37,9 +37,23 @@ if TYPE_CHECKING:
     import numpy as np
     from typing_extensions import Self
 
-__all__ = ["SPECIMEN_DEVICE", "Microscope", "open_microscope"]
+__all__ = [
+    "CONFIG_DIR",
+    "SIMULATOR_CONFIG",
+    "SPECIMEN_DEVICE",
+    "Microscope",
+    "open_microscope",
+]
 
 _log = logging.getLogger(__name__)
+
+# The shipped .cfg files are data beside the layers (``hardware_configs/`` in a
+# checkout, ``deepz_live/hardware_configs/`` in a wheel), not an importable package.
+CONFIG_DIR = Path(__file__).parent.parent / "hardware_configs"
+"""Folder of the Micro-Manager configuration files shipped with deepz-live."""
+
+SIMULATOR_CONFIG = CONFIG_DIR / "simulator.cfg"
+"""The simulated microscope's configuration (Python devices, no hardware)."""
 
 SPECIMEN_DEVICE = "Specimen"
 """Label of the (simulated) specimen device whose ``FocusZ`` is the in-focus plane."""
@@ -313,7 +327,7 @@ def open_microscope(config: str | Path | None = None) -> Microscope:
     ----------
     config : str, Path or None
         A ``.cfg`` file. None loads the simulated microscope
-        (`hardware_configs.SIMULATOR_CONFIG`).
+        (`SIMULATOR_CONFIG`).
 
     Returns
     -------
@@ -346,8 +360,6 @@ def open_microscope(config: str | Path | None = None) -> Microscope:
 # -- helpers -------------------------------------------------------------------------
 def _config_path(config: str | Path | None) -> Path:
     if config is None:
-        from hardware_configs import SIMULATOR_CONFIG
-
         config = SIMULATOR_CONFIG
     path = Path(config).expanduser()
     if not path.is_file():

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import tifffile
 
-from acquisition._errors import OutputLocationError
+from deepz_live.acquisition._errors import OutputLocationError
 
 if TYPE_CHECKING:
     from types import TracebackType

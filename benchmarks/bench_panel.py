@@ -59,7 +59,7 @@ ROTATE_STEP_DEG = 3.0
 
 def _model_seconds(scope: Any, args: argparse.Namespace, planes: Any) -> float:
     """Median time of one volume by the Refocuser alone, after a warm-up."""
-    from inference import Refocuser
+    from deepz_live.inference import Refocuser
 
     scope.core.snapImage()
     frame = scope.core.getImage()
@@ -78,7 +78,7 @@ class _Bench:
         from qtpy.QtCore import QTimer
         from qtpy.QtWidgets import QApplication
 
-        from gui import DeepzPanel
+        from deepz_live.gui import DeepzPanel
 
         self.args = args
         self.folder = folder

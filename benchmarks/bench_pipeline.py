@@ -42,7 +42,7 @@ import tifffile
 from _standins import SleepLikeTheModel, machine_description
 
 import deepz
-from acquisition import LiveSession
+from deepz_live.acquisition import LiveSession
 
 
 def _scope(size: int) -> deepz.Microscope:
@@ -58,7 +58,7 @@ def _scope(size: int) -> deepz.Microscope:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from inference import Refocuser
+    from deepz_live.inference import Refocuser
 
     planes = deepz.parse_planes(args.planes)
     folder = Path(tempfile.mkdtemp(prefix="deepz-bench-"))

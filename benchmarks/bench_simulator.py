@@ -28,8 +28,7 @@ import time
 
 import useq
 
-from acquisition import DeepzCore
-from hardware_configs import SIMULATOR_CONFIG
+from deepz_live.acquisition import SIMULATOR_CONFIG, DeepzCore
 
 
 def main() -> None:

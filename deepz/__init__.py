@@ -27,7 +27,16 @@ The same runs are available from the command line: ``deepz acquire [--model M]``
 
 from importlib.metadata import PackageNotFoundError, version
 
-from acquisition import (
+from deepz._live import (
+    RefocuserProcessor,
+    RefocusFileSummary,
+    default_planes,
+    live_refocus,
+    parse_planes,
+    refocus_file,
+)
+from deepz_live.acquisition import (
+    SIMULATOR_CONFIG,
     AcquisitionError,
     AcquisitionInterrupted,
     ConfigError,
@@ -51,15 +60,6 @@ from acquisition import (
     read_run_metadata,
     read_volume_metadata,
 )
-from deepz._live import (
-    RefocuserProcessor,
-    RefocusFileSummary,
-    default_planes,
-    live_refocus,
-    parse_planes,
-    refocus_file,
-)
-from hardware_configs import SIMULATOR_CONFIG
 
 try:
     __version__ = version("deepz-live")

@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+import typer.main
 from rich.console import Console
 
-from acquisition import (
+from deepz import _cli_live, _cli_models
+from deepz_live.acquisition import (
     AcquisitionInterrupted,
     ConfigError,
     DeepzError,
@@ -35,8 +37,7 @@ from acquisition import (
     acquire_zstack,
     open_microscope,
 )
-from deepz import _cli_live, _cli_models
-from inference._errors import InferenceError
+from deepz_live.inference._errors import InferenceError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -57,14 +58,7 @@ app = typer.Typer(
 )
 _stderr = Console(stderr=True)
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        help="Micro-Manager .cfg file. Default: the simulated microscope.",
-        show_default=False,
-    ),
-]
+ConfigOption = _cli_live.ConfigOption
 SetOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -346,11 +340,27 @@ _cli_models.register(app)
 _cli_live.register(app)
 
 
+def cli_command() -> Any:
+    """The ``deepz`` command line as a click command (for `main` and the tests).
+
+    Typer (0.29) labels every option with its type, flags too (``--json <bool>``),
+    although a flag takes no value: their label is blanked here.
+    """
+    command = typer.main.get_command(app)
+    commands = getattr(command, "commands", {})
+    for sub in [command, *commands.values()]:
+        help_option = sub.get_help_option(sub.context_class(sub))  # made once, cached
+        for param in [*sub.params, help_option]:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+    return command
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the ``deepz`` command line (the ``deepz`` console script)."""
     _quiet_libraries()
     try:
-        app(args=argv, standalone_mode=False)
+        cli_command().main(args=argv, standalone_mode=False)
     except AcquisitionInterrupted as exc:
         _fail(str(exc), EXIT_INTERRUPTED)
     except (_UsageError, _cli_live.LiveUsageError) as exc:

@@ -27,12 +27,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from acquisition import DeepzError
+from deepz_live.acquisition import DeepzError
+from deepz_live.inference import LIVE_MODEL_NAME
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from acquisition import LiveStats, LiveSummary, Microscope
+    from deepz_live.acquisition import LiveStats, LiveSummary, Microscope
 
 _stderr = Console(stderr=True)
 
@@ -71,7 +72,12 @@ BackendOption = Annotated[
     ),
 ]
 DeviceOption = Annotated[
-    str, typer.Option("--device", help="cpu, cuda, cuda:1... (auto: CUDA if any).")
+    str,
+    typer.Option(
+        "--device",
+        help="Where to refocus: cpu, cuda, cuda:1..., or auto (CUDA when there is "
+        "one, else the CPU).",
+    ),
 ]
 MismatchOption = Annotated[
     bool,
@@ -86,6 +92,22 @@ JsonOption = Annotated[
 ]
 OverwriteOption = Annotated[
     bool, typer.Option("--overwrite", help="Replace existing output files.")
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="Micro-Manager .cfg file. Default: the simulated microscope.",
+        show_default=False,
+    ),
+]
+LiveModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="Deep-Z model: a bundled name (default-fast, default) or a "
+        ".safetensors file.",
+    ),
 ]
 POLICIES = ("latest", "all")
 
@@ -333,7 +355,7 @@ class PanelUnavailable(DeepzError):
 def _panel_module() -> Any:
     """The `gui` package, or `PanelUnavailable` with the one-line install hint."""
     try:
-        import gui
+        import deepz_live.gui as gui
     except ImportError as error:  # gui.QtMissingError included
         text = " ".join(str(error).split())
         if "deepz-live[gui]" not in text:
@@ -343,20 +365,8 @@ def _panel_module() -> Any:
 
 
 def gui_command(
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            help="Micro-Manager .cfg file. Default: the simulated microscope.",
-            show_default=False,
-        ),
-    ] = None,
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model", help="Deep-Z model: 'default' (bundled) or a .safetensors file."
-        ),
-    ] = "default",
+    config: ConfigOption = None,
+    model: LiveModelOption = LIVE_MODEL_NAME,
     roi: Annotated[
         int,
         typer.Option(
@@ -376,6 +386,8 @@ def gui_command(
 
 
 def demo(
+    config: ConfigOption = None,
+    model: LiveModelOption = LIVE_MODEL_NAME,
     headless: Annotated[
         bool,
         typer.Option(
@@ -418,8 +430,19 @@ def demo(
     save_volumes: SaveVolumesOption = False,
     backend: BackendOption = "auto",
     json_output: JsonOption = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace an existing --out file (--headless; the panel never "
+            "replaces a file, it numbers the new one).",
+        ),
+    ] = False,
 ) -> None:
-    """The simulated worm refocused live by the default model, in the panel."""
+    """The simulated worm refocused live by the live model, in the panel.
+
+    With --config, the same on your own microscope (the focus stays where it is).
+    """
     parsed_planes = planes_from_option(planes)
     check_policy(policy)
     if frames < 1:
@@ -446,22 +469,28 @@ def demo(
         if parsed_planes is not None:
             settings["planes_um"] = tuple(sorted(parsed_planes))
         status = panel.run_panel(
-            demo=True, screenshot=screenshot, frames=frames, roi=roi, settings=settings
+            config=config,
+            model=model,
+            demo=config is None,
+            screenshot=screenshot,
+            frames=frames,
+            roi=roi,
+            settings=settings,
         )
         if status:
             raise SystemExit(status)
         if screenshot is not None:
             typer.echo(f"Saved a screenshot of the panel to {screenshot}.")
         return
-    from acquisition import open_microscope
+    from deepz_live.acquisition import open_microscope
 
-    with open_microscope() as scope:
+    with open_microscope(config) as scope:
         if roi:
             _centred_roi(scope, roi)
         scope.focus_on_specimen()
         summary = acquire_live(
             scope,
-            model="default",
+            model=model,
             planes=planes,
             policy=policy,
             save_volumes=save_volumes,
@@ -470,7 +499,7 @@ def demo(
             exposure_ms=10.0,
             out=out_path,
             led_intensity=None,
-            overwrite=False,
+            overwrite=overwrite,
             backend=backend,
             device="cpu",
             allow_model_mismatch=False,

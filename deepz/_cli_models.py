@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from inference import ZStack
-    from inference._pairs import SplitRegion
-    from inference._train import Trainer
+    from deepz_live.inference import ZStack
+    from deepz_live.inference._pairs import SplitRegion
+    from deepz_live.inference._train import Trainer
 
 StacksArgument = Annotated[
     list[Path],
@@ -35,7 +35,12 @@ VoxelOption = Annotated[
     ),
 ]
 DeviceOption = Annotated[
-    str, typer.Option("--device", help="auto (CUDA if available), cpu, cuda, cuda:1...")
+    str,
+    typer.Option(
+        "--device",
+        help="Where to run: auto (CUDA when there is one, else the CPU), cpu, cuda, "
+        "cuda:1...",
+    ),
 ]
 TargetChannelOption = Annotated[
     int | None,
@@ -83,7 +88,7 @@ def _pixel_range(text: str, option: str) -> tuple[int, int]:
 def _read_all(
     paths: list[Path], channel: int | None, voxel: tuple[float, float, float] | None
 ) -> list[ZStack]:
-    from inference import read_stacks
+    from deepz_live.inference import read_stacks
 
     given = {p.expanduser().absolute() for p in paths}
     stacks: list[ZStack] = []
@@ -224,7 +229,7 @@ def _read_targets(
     the shift found, for the model's provenance. Origins are ``(row, column)`` of
     the file that became ``(0, 0)``.
     """
-    from inference._register import register_pair, valid_slices
+    from deepz_live.inference._register import register_pair, valid_slices
 
     if channel is None:
         raise typer.BadParameter(
@@ -280,7 +285,9 @@ def register(app: typer.Typer) -> None:
         steps_per_epoch: Annotated[
             int, typer.Option("--steps-per-epoch", help="Batches per epoch.")
         ] = 200,
-        batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
+        batch_size: Annotated[
+            int, typer.Option("--batch-size", help="Crop pairs per training step.")
+        ] = 8,
         crop: Annotated[
             int | None,
             typer.Option(
@@ -386,7 +393,14 @@ def register(app: typer.Typer) -> None:
                 "--lr", help="Learning rate of the generator (AdamW), more than 0."
             ),
         ] = 2e-4,
-        seed: Annotated[int, typer.Option("--seed")] = 0,
+        seed: Annotated[
+            int,
+            typer.Option(
+                "--seed",
+                help="Seed of the crops, the split and the initial weights (the same "
+                "seed and data repeat a run on the same machine).",
+            ),
+        ] = 0,
         resume: Annotated[
             bool, typer.Option("--resume", help="Continue from OUT.ckpt.")
         ] = False,
@@ -413,14 +427,14 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        from inference import InferenceError, save_model
-        from inference._defaults import training_defaults
-        from inference._networks import (
+        from deepz_live.inference import InferenceError, save_model
+        from deepz_live.inference._defaults import training_defaults
+        from deepz_live.inference._networks import (
             DiscriminatorConfig,
             GeneratorConfig,
             required_multiple,
         )
-        from inference._train import TrainConfig, Trainer, with_overrides
+        from deepz_live.inference._train import TrainConfig, Trainer, with_overrides
 
         if split_by not in (None, "stack", "region"):
             raise typer.BadParameter("--split-by must be 'stack' or 'region'.")
@@ -486,7 +500,7 @@ def register(app: typer.Typer) -> None:
             clean_targets=clean_targets,
             lr_generator=lr,
         )
-        from inference import Normalization
+        from deepz_live.inference import Normalization
 
         normalization = (
             None if camera_offset is None else Normalization(offset=camera_offset)
@@ -598,15 +612,9 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--size",
                 metavar="H W",
-                help="tensorrt: frame height and width (px) to build the engine for; "
-                "rounded up to the network's multiple.",
+                help="tensorrt (required): frame height and width (px) to build the "
+                "engine for; rounded up to the network's multiple.",
             ),
-        ] = None,
-        height: Annotated[
-            int | None, typer.Option("--height", help="tensorrt: frame height (px).")
-        ] = None,
-        width: Annotated[
-            int | None, typer.Option("--width", help="tensorrt: frame width (px).")
         ] = None,
         batch: Annotated[
             int | None,
@@ -621,31 +629,31 @@ def register(app: typer.Typer) -> None:
         ] = "cuda",
     ) -> None:
         """Export a model for other runtimes: ONNX, or a TensorRT engine (+ .json)."""
-        from inference import export_onnx
+        from deepz_live.inference import export_onnx
 
         if format not in ("onnx", "tensorrt"):
             raise typer.BadParameter("--format must be onnx or tensorrt.")
         if format == "onnx":
-            if size is not None or height or width or batch:
+            if size is not None or batch:
                 _say(
-                    "note: --size/--height/--width/--batch apply to tensorrt only; "
+                    "note: --size and --batch apply to tensorrt only; "
                     "the ONNX graph takes any batch and frame size."
                 )
             path = export_onnx(model, out, precision=precision or "fp32")
             _say(f"Exported {model} to {path}")
             return
-        from inference._tensorrt import export_tensorrt, import_tensorrt, sidecar_path
+        from deepz_live.inference._tensorrt import (
+            export_tensorrt,
+            import_tensorrt,
+            sidecar_path,
+        )
 
         import_tensorrt()  # no TensorRT: say so (exit 1) before asking for anything
-        if size is not None and (height is not None or width is not None):
-            raise typer.BadParameter("Give --size H W or --height/--width, not both.")
-        if size is not None:
-            height, width = size
-        if height is None or width is None:
+        if size is None:
             raise typer.BadParameter(
-                "A TensorRT engine is built for one frame size: give --size H W "
-                "(or --height and --width)."
+                "A TensorRT engine is built for one frame size: give --size H W."
             )
+        height, width = size
         _say(
             f"Building a TensorRT engine for {height}×{width} frames (cached engines "
             "are reused; a new build takes minutes)..."
@@ -674,7 +682,9 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option(
                 "--backend",
-                help="torch, onnxruntime or auto (repeatable; default: all).",
+                help="torch, onnxruntime, tensorrt (NVIDIA GPU: with --device cuda) "
+                "or auto (repeatable; default: torch, and onnxruntime when "
+                "installed).",
             ),
         ] = None,
         size: Annotated[
@@ -684,7 +694,14 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--planes", help="Planes per volume.")
         ] = 21,
         volumes: Annotated[int, typer.Option("--volumes", help="Volumes timed.")] = 20,
-        device: Annotated[str, typer.Option("--device")] = "cpu",
+        device: Annotated[
+            str,
+            typer.Option(
+                "--device",
+                help="Where to run: cpu, cuda, cuda:1..., or auto (CUDA when there is "
+                "one).",
+            ),
+        ] = "cpu",
         precision: Annotated[
             str,
             typer.Option(
@@ -699,8 +716,8 @@ def register(app: typer.Typer) -> None:
         import importlib.util
         import platform
 
-        from inference import bundled_model_names
-        from inference._bench import bench_all
+        from deepz_live.inference import bundled_model_names
+        from deepz_live.inference._bench import bench_all
 
         backends = backend or [
             b
@@ -815,12 +832,16 @@ def register(app: typer.Typer) -> None:
         """
         import warnings
 
-        from inference import check_compatibility, load_model, resolve_model_path
-        from inference._apply import predict_normalized
-        from inference._evaluate import evaluate_stacks, plot_evaluation
-        from inference._normalize import Normalization
-        from inference._pairs import TargetNormalization
-        from inference._train import pick_device
+        from deepz_live.inference import (
+            check_compatibility,
+            load_model,
+            resolve_model_path,
+        )
+        from deepz_live.inference._apply import predict_normalized
+        from deepz_live.inference._evaluate import evaluate_stacks, plot_evaluation
+        from deepz_live.inference._normalize import Normalization
+        from deepz_live.inference._pairs import TargetNormalization
+        from deepz_live.inference._train import pick_device
 
         if plot is not None:
             _check_plot_path(plot)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from acquisition import (
+from deepz_live.acquisition import (
     AcquisitionInterrupted,
     FrameProcessor,
     LiveSession,
@@ -33,12 +33,13 @@ from acquisition import (
     read_frame_metadata,
     read_run_metadata,
 )
+from deepz_live.inference import LIVE_MODEL_NAME
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from acquisition import Microscope, Policy
-    from inference import ModelInfo, Refocuser
+    from deepz_live.acquisition import Microscope, Policy
+    from deepz_live.inference import ModelInfo, Refocuser
 
 __all__ = [
     "DEFAULT_PLANE_STEP_UM",
@@ -132,7 +133,7 @@ class RefocuserProcessor:
     Parameters
     ----------
     model : str or Path
-        A bundled model name (``"default"``) or a model file.
+        A bundled model name (default `LIVE_MODEL_NAME`) or a model file.
     planes_um : sequence of float, optional
         Planes of every volume, µm from the frame's focus; default
         `default_planes` of the model's range.
@@ -160,7 +161,7 @@ class RefocuserProcessor:
 
     def __init__(
         self,
-        model: str | Path = "default",
+        model: str | Path = LIVE_MODEL_NAME,
         planes_um: Sequence[float] | None = None,
         *,
         backend: str = "auto",
@@ -170,7 +171,11 @@ class RefocuserProcessor:
         warm_up: bool = True,
         **refocuser_options: Any,
     ) -> None:
-        from inference import InferenceError, read_model_info, resolve_model_path
+        from deepz_live.inference import (
+            InferenceError,
+            read_model_info,
+            resolve_model_path,
+        )
 
         self.model = model
         self.model_path = resolve_model_path(model)
@@ -236,7 +241,11 @@ class RefocuserProcessor:
         """
         import warnings
 
-        from inference import ModelFileError, ModelMismatchWarning, check_compatibility
+        from deepz_live.inference import (
+            ModelFileError,
+            ModelMismatchWarning,
+            check_compatibility,
+        )
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ModelMismatchWarning)
@@ -262,7 +271,7 @@ class RefocuserProcessor:
         self, frame_shape: tuple[int, int], dtype: np.dtype, metadata: dict[str, Any]
     ) -> None:
         """Check the microscope, load the network (on this thread), warm it up."""
-        from inference import Refocuser
+        from deepz_live.inference import Refocuser
 
         self.check_microscope(
             metadata.get("pixel_size_um"),
@@ -328,7 +337,7 @@ def live_refocus(
     *,
     frames: int,
     out: str | Path,
-    model: str | Path | FrameProcessor = "default",
+    model: str | Path | FrameProcessor = LIVE_MODEL_NAME,
     planes_um: Sequence[float] | str | None = None,
     policy: Policy = "latest",
     save_volumes: bool | str | Path = False,
@@ -364,7 +373,7 @@ def live_refocus(
     out : str or Path
         Raw time-lapse file (``*.ome.tif`` or ``*.ome.zarr``).
     model : str, Path or FrameProcessor
-        A Deep-Z model (``"default"``, or a file), or any `FrameProcessor`.
+        A Deep-Z model (a bundled name or a file), or any `FrameProcessor`.
     planes_um : sequence of float or str, optional
         Planes (µm from the focus), or text for `parse_planes` (``"-8:8:2"``).
         Default: every 2 µm within ±80 % of the model's range.
@@ -569,7 +578,7 @@ def refocus_file(
     Parameters
     ----------
     model : str, Path or FrameProcessor
-        A Deep-Z model (``"default"`` or a file), or any `FrameProcessor`.
+        A Deep-Z model (a bundled name or a file), or any `FrameProcessor`.
     raw : str or Path
         The raw time-lapse.
     planes_um : sequence of float or str, optional

@@ -13,15 +13,25 @@ Importing this package without Qt raises `QtMissingError` with a one-line hint:
 """
 
 # first: without Qt this raises QtMissingError with the install hint
-from gui._qt import INSTALL_HINT, QtMissingError
+from deepz_live.gui._qt import INSTALL_HINT, QtMissingError
 
 # isort: split
-from gui._app import MicroscopeSessions, PanelError, display_problem, run_panel
-from gui._controls import ControlsWidget, model_range_um, next_free_path
-from gui._main_window import DeepzPanel, ErrorBanner
-from gui._screenshot import grab_with_canvases, save_screenshot
-from gui._session import LiveController, LiveSessionLike, SessionFactory, describe_error
-from gui._settings import (
+from deepz_live.gui._app import (
+    MicroscopeSessions,
+    PanelError,
+    display_problem,
+    run_panel,
+)
+from deepz_live.gui._controls import ControlsWidget, model_range_um, next_free_path
+from deepz_live.gui._main_window import DeepzPanel, ErrorBanner
+from deepz_live.gui._screenshot import grab_with_canvases, save_screenshot
+from deepz_live.gui._session import (
+    LiveController,
+    LiveSessionLike,
+    SessionFactory,
+    describe_error,
+)
+from deepz_live.gui._settings import (
     BACKENDS,
     INFERENCE_POLICIES,
     LiveSettings,
@@ -29,9 +39,14 @@ from gui._settings import (
     check_planes_in_model_range,
     planes_from_range,
 )
-from gui._telemetry import Telemetry, TelemetryWidget
-from gui._throttle import LatestOnlyThrottle
-from gui._volume_view import COLORMAPS, RENDER_METHODS, VolumeView, auto_contrast_limits
+from deepz_live.gui._telemetry import Telemetry, TelemetryWidget
+from deepz_live.gui._throttle import LatestOnlyThrottle
+from deepz_live.gui._volume_view import (
+    COLORMAPS,
+    RENDER_METHODS,
+    VolumeView,
+    auto_contrast_limits,
+)
 
 __all__ = [
     "BACKENDS",

@@ -19,13 +19,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from acquisition import DeepzError
+from deepz_live.acquisition import DeepzError
+from deepz_live.inference import LIVE_MODEL_NAME
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
-    from acquisition import Microscope
-    from gui._settings import LiveSettings
+    from deepz_live.acquisition import Microscope
+    from deepz_live.gui._settings import LiveSettings
 
 __all__ = [
     "CONTINUOUS_MAX_FRAMES",
@@ -194,9 +195,10 @@ def run_panel(
     config : path, optional
         Micro-Manager configuration (default: the simulator).
     model : str, optional
-        Bundled model name or model file (default: ``default``).
+        Bundled model name or model file (default: `LIVE_MODEL_NAME`).
     demo : bool
-        The simulator with the bundled default model, ready to press Start.
+        The simulator, ready to press Start (with ``model``, or the live model).
+        Leave ``config`` out: the demo runs on the simulator.
     screenshot : path, optional
         Run ``frames`` frames unattended, save a PNG of the window here and return
         (the OpenGL views need a display with OpenGL, e.g. ``xvfb-run -a``; without
@@ -230,7 +232,7 @@ def run_panel(
     """
     from qtpy.QtWidgets import QApplication
 
-    from gui._main_window import DeepzPanel
+    from deepz_live.gui._main_window import DeepzPanel
 
     app = QApplication.instance()
     if app is None:
@@ -240,10 +242,13 @@ def run_panel(
         if problem is not None:  # a screenshot still shows controls and telemetry
             os.environ["QT_QPA_PLATFORM"] = "offscreen"
         app = QApplication(sys.argv[:1])
-    if demo:
-        config, model = None, "default"
+    if demo and config is not None:
+        raise PanelError(
+            f"demo=True runs on the simulator, config={config} asks for another "
+            "microscope: leave one of them out."
+        )
     sessions = MicroscopeSessions(roi=roi)
-    panel = DeepzPanel(sessions, config=config, model=model or "default")
+    panel = DeepzPanel(sessions, config=config, model=model or LIVE_MODEL_NAME)
     try:
         if settings:
             _apply_settings(panel, settings)
@@ -306,8 +311,8 @@ def _apply_settings(panel: Any, values: Mapping[str, Any]) -> None:
     """Fill the panel's controls with ``values`` (validated as `LiveSettings`)."""
     from pydantic import ValidationError
 
-    from gui._controls import _readable
-    from gui._settings import LiveSettings, planes_from_range
+    from deepz_live.gui._controls import _readable
+    from deepz_live.gui._settings import LiveSettings, planes_from_range
 
     controls = panel.controls
     current = {
@@ -345,7 +350,7 @@ def _screenshot_run(app: Any, panel: Any, path: Path, timeout_s: float) -> None:
     """Press Start, wait for the run to end, save the window; raise if it failed."""
     import time
 
-    from gui._screenshot import save_screenshot
+    from deepz_live.gui._screenshot import save_screenshot
 
     controller = panel.controller
     ended: list[str] = []

@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from gui._settings import (
+from deepz_live.gui._settings import (
     BACKENDS,
     INFERENCE_POLICIES,
     LiveSettings,
@@ -38,6 +38,7 @@ from gui._settings import (
     check_planes_in_model_range,
     planes_from_range,
 )
+from deepz_live.inference import LIVE_MODEL_NAME
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -57,7 +58,7 @@ def model_range_um(model: str) -> float:
     SettingsError
         If the model cannot be found or read (the message says why).
     """
-    from inference import ModelFileError, read_model_info
+    from deepz_live.inference import ModelFileError, read_model_info
 
     try:
         return float(read_model_info(model).dz_range_um)
@@ -167,13 +168,13 @@ class ControlsWidget(QWidget):
         self,
         *,
         config: str | Path | None = None,
-        model: str = "default",
+        model: str = LIVE_MODEL_NAME,
         model_range: Callable[[str], float] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         if config is None:
-            from hardware_configs import SIMULATOR_CONFIG
+            from deepz_live.acquisition import SIMULATOR_CONFIG
 
             config = SIMULATOR_CONFIG
         self._model_range = model_range or model_range_um

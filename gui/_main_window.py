@@ -18,10 +18,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from gui._controls import ControlsWidget
-from gui._session import LiveController, SessionFactory
-from gui._telemetry import Telemetry, TelemetryWidget
-from gui._volume_view import VolumeView
+from deepz_live.gui._controls import ControlsWidget
+from deepz_live.gui._session import LiveController, SessionFactory
+from deepz_live.gui._telemetry import Telemetry, TelemetryWidget
+from deepz_live.gui._volume_view import VolumeView
+from deepz_live.inference import LIVE_MODEL_NAME
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     import numpy as np
     from qtpy.QtGui import QCloseEvent
 
-    from gui._settings import LiveSettings
+    from deepz_live.gui._settings import LiveSettings
 
 __all__ = ["DeepzPanel", "ErrorBanner"]
 
@@ -101,7 +102,7 @@ class DeepzPanel(QMainWindow):
         factory: SessionFactory | None = None,
         *,
         config: str | Path | None = None,
-        model: str = "default",
+        model: str = LIVE_MODEL_NAME,
         use_gl: bool | None = None,
         rate_hz: float = 30.0,
         parent: QWidget | None = None,

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from gui._settings import LiveSettings, SettingsError
-from gui._telemetry import Telemetry
-from gui._throttle import LatestOnlyThrottle
+from deepz_live.gui._settings import LiveSettings, SettingsError
+from deepz_live.gui._telemetry import Telemetry
+from deepz_live.gui._throttle import LatestOnlyThrottle
 
 if TYPE_CHECKING:
     import numpy as np
@@ -83,8 +83,8 @@ SESSION_EVENTS: dict[str, str] = {
 
 def describe_error(error: BaseException) -> str:
     """One readable message for the user (the traceback goes to the log)."""
-    from acquisition import DeepzError
-    from inference import InferenceError
+    from deepz_live.acquisition import DeepzError
+    from deepz_live.inference import InferenceError
 
     if isinstance(error, (DeepzError, InferenceError, SettingsError)):
         text = str(error)

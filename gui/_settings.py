@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from deepz_live.inference import LIVE_MODEL_NAME
+
 __all__ = [
     "BACKENDS",
     "INFERENCE_POLICIES",
@@ -58,7 +60,7 @@ class LiveSettings(BaseModel):
     planes_um : tuple of float
         Refocusing distances from the focal plane, µm, increasing.
     model : str
-        Bundled model name (``"default"``) or a model file.
+        Bundled model name (default `LIVE_MODEL_NAME`) or a model file.
     backend : str
         One of `BACKENDS`.
     policy : str
@@ -77,7 +79,7 @@ class LiveSettings(BaseModel):
     interval_ms: float = Field(0.0, ge=0)
     frames: int | None = Field(100, gt=0)
     planes_um: tuple[float, ...] = (-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0)
-    model: str = "default"
+    model: str = LIVE_MODEL_NAME
     backend: Literal["auto", "torch", "onnxruntime"] = "auto"
     policy: Literal["latest", "all"] = "latest"
     output: Path

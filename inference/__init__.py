@@ -16,6 +16,7 @@ from ._export import export_onnx
 from ._metrics import nrmse, psnr, ssim
 from ._modelfile import (
     DEFAULT_MODEL_NAME,
+    LIVE_MODEL_NAME,
     ModelInfo,
     bundled_model_names,
     check_compatibility,
@@ -41,6 +42,7 @@ from ._train import TrainConfig, Trainer
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
+    "LIVE_MODEL_NAME",
     "BinMetrics",
     "DiscriminatorConfig",
     "EvaluationResult",

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from inference._networks import required_multiple
+from deepz_live.inference._networks import required_multiple
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     import torch
 
-    from inference._networks import GeneratorConfig
+    from deepz_live.inference._networks import GeneratorConfig
 
 
 class NetworkRunner(Protocol):

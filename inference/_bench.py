@@ -13,8 +13,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inference._networks import GeneratorConfig, estimate_gflops, required_multiple
-from inference._refocuser import Refocuser
+from deepz_live.inference._networks import (
+    GeneratorConfig,
+    estimate_gflops,
+    required_multiple,
+)
+from deepz_live.inference._refocuser import Refocuser
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

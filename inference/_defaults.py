@@ -21,12 +21,12 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from inference._errors import InferenceError
+from deepz_live.inference._errors import InferenceError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from inference._stacks import ZStack
+    from deepz_live.inference._stacks import ZStack
 
 __all__ = ["TrainingDefaults", "training_defaults"]
 

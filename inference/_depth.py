@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inference._defaults import immersion_index
+from deepz_live.inference._defaults import immersion_index
 
 if TYPE_CHECKING:
-    from inference._stacks import ZStack
+    from deepz_live.inference._stacks import ZStack
 
 __all__ = [
     "bin_width_um",

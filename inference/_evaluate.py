@@ -28,16 +28,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inference._depth import bin_width_um, find_objects, isolated, peak_z, profiles
-from inference._metrics import nrmse, psnr, ssim
-from inference._pairs import _check_targets
+from deepz_live.inference._depth import (
+    bin_width_um,
+    find_objects,
+    isolated,
+    peak_z,
+    profiles,
+)
+from deepz_live.inference._metrics import nrmse, psnr, ssim
+from deepz_live.inference._pairs import _check_targets
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from inference._normalize import Normalization
-    from inference._pairs import TargetNormalization
-    from inference._stacks import ZStack
+    from deepz_live.inference._normalize import Normalization
+    from deepz_live.inference._pairs import TargetNormalization
+    from deepz_live.inference._stacks import ZStack
 
 #: predict(normalized_input (Y, X), dz_um (N,)) -> normalized outputs (N, Y, X)
 Predictor = "Callable[[np.ndarray, np.ndarray], np.ndarray]"

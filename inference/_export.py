@@ -21,9 +21,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from inference._errors import InferenceError
-from inference._modelfile import METADATA_KEY, load_model, resolve_model_path
-from inference._networks import GeneratorConfig, required_multiple
+from deepz_live.inference._errors import InferenceError
+from deepz_live.inference._modelfile import METADATA_KEY, load_model, resolve_model_path
+from deepz_live.inference._networks import GeneratorConfig, required_multiple
 
 #: the largest H and W (pixels) an exported graph accepts
 MAX_SIZE = 4096

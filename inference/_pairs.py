@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
-from inference._normalize import Normalization
+from deepz_live.inference._normalize import Normalization
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from numpy.typing import ArrayLike
 
-    from inference._stacks import ZStack
+    from deepz_live.inference._stacks import ZStack
 
 __all__ = [
     "PairConfig",

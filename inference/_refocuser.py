@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inference._apply import NetworkRunner, apply_generator
-from inference._errors import InferenceError, ModelQualityWarning
-from inference._export import check_precision_name
-from inference._modelfile import DEFAULT_MODEL_NAME, load_model
-from inference._networks import GeneratorConfig, required_multiple
-from inference._normalize import Normalization
+from deepz_live.inference._apply import NetworkRunner, apply_generator
+from deepz_live.inference._errors import InferenceError, ModelQualityWarning
+from deepz_live.inference._export import check_precision_name
+from deepz_live.inference._modelfile import DEFAULT_MODEL_NAME, load_model
+from deepz_live.inference._networks import GeneratorConfig, required_multiple
+from deepz_live.inference._normalize import Normalization
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -159,7 +159,7 @@ class _OnnxRuntimeBackend:
                 "The onnxruntime backend needs ONNX Runtime: "
                 'pip install "deepz-live[onnx]", or use backend="torch".'
             ) from exc
-        from inference._export import cached_onnx
+        from deepz_live.inference._export import cached_onnx
 
         options = onnxruntime.SessionOptions()
         if threads is not None:
@@ -238,7 +238,7 @@ class Refocuser:
             raise InferenceError(f"batch_size must be ≥ 1, got {batch_size}.")
         import torch
 
-        from inference._train import pick_device
+        from deepz_live.inference._train import pick_device
 
         self.device = pick_device(device)
         if backend == "onnxruntime" and self.device.type != "cpu":
@@ -247,7 +247,7 @@ class Refocuser:
                 f"for {self.device}."
             )
         if backend == "tensorrt":
-            from inference._tensorrt import import_tensorrt
+            from deepz_live.inference._tensorrt import import_tensorrt
 
             import_tensorrt()  # a missing TensorRT is one clear message
             if self.device.type != "cuda":
@@ -285,7 +285,7 @@ class Refocuser:
         elif backend == "onnxruntime":
             self._backend = _OnnxRuntimeBackend(model, threads)
         else:
-            from inference._tensorrt import TensorRTBackend
+            from deepz_live.inference._tensorrt import TensorRTBackend
 
             # engines are built (or loaded from the cache) per padded frame size
             self._backend = TensorRTBackend(

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tifffile
 
-from inference._errors import StackFormatError
+from deepz_live.inference._errors import StackFormatError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

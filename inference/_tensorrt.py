@@ -50,16 +50,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inference._errors import InferenceError
-from inference._export import MAX_SIZE, PRECISIONS, cached_onnx, check_precision_name
-from inference._modelfile import read_model_info, resolve_model_path
-from inference._networks import required_multiple
+from deepz_live.inference._errors import InferenceError
+from deepz_live.inference._export import (
+    MAX_SIZE,
+    PRECISIONS,
+    cached_onnx,
+    check_precision_name,
+)
+from deepz_live.inference._modelfile import read_model_info, resolve_model_path
+from deepz_live.inference._networks import required_multiple
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import ModuleType
 
-    from inference._networks import GeneratorConfig
+    from deepz_live.inference._networks import GeneratorConfig
 
 __all__ = [
     "DEFAULT_WORKSPACE_BYTES",

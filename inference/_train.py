@@ -24,22 +24,22 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from inference._errors import InferenceError
-from inference._evaluate import EvaluationResult, evaluate_stacks
-from inference._networks import (
+from deepz_live.inference._errors import InferenceError
+from deepz_live.inference._evaluate import EvaluationResult, evaluate_stacks
+from deepz_live.inference._networks import (
     DiscriminatorConfig,
     GeneratorConfig,
     build_discriminator,
     build_generator,
     required_multiple,
 )
-from inference._normalize import Normalization
-from inference._pairs import PairConfig, PairSampler, TargetNormalization
+from deepz_live.inference._normalize import Normalization
+from deepz_live.inference._pairs import PairConfig, PairSampler, TargetNormalization
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from inference._stacks import ZStack
+    from deepz_live.inference._stacks import ZStack
 
 
 @dataclass(frozen=True)
@@ -242,7 +242,7 @@ class Trainer:
         """L1 + SSIM over every plane that has a target (no adversarial term)."""
         import torch
 
-        from inference._metrics import ssim_torch
+        from deepz_live.inference._metrics import ssim_torch
 
         cfg = self.config
         with torch.autocast(self.device.type, enabled=self.use_amp):
@@ -285,7 +285,7 @@ class Trainer:
     def _pair_step(self, x: Any, y: Any) -> dict[str, float]:
         import torch
 
-        from inference._metrics import ssim_torch
+        from deepz_live.inference._metrics import ssim_torch
 
         cfg = self.config
         data_range = 1.0  # normalized units: the input's robust maximum is 1
@@ -332,7 +332,7 @@ class Trainer:
     # -- validation ----------------------------------------------------------------
     def validate(self) -> EvaluationResult:
         """PSNR/SSIM per |dz| on held-out stacks or regions, model vs identity."""
-        from inference._apply import predict_normalized
+        from deepz_live.inference._apply import predict_normalized
 
         self.generator.eval()
         crop = self.config.pairs.crop  # held-out windows the size of training crops
@@ -412,7 +412,7 @@ class Trainer:
             The model's generator is not the one this run trains (architecture,
             widths, planes).
         """
-        from inference._modelfile import load_model
+        from deepz_live.inference._modelfile import load_model
 
         generator, info = load_model(model, device=str(self.device))
         if GeneratorConfig.from_dict(info.generator) != self.config.generator:
@@ -558,7 +558,7 @@ class Trainer:
         """A `ModelInfo` describing this run, for `save_model`."""
         import torch
 
-        from inference._modelfile import ModelInfo
+        from deepz_live.inference._modelfile import ModelInfo
 
         pixel = {s.pixel_um[1] for s in self.stacks}
         wavelengths = {s.wavelength_um for s in self.stacks}

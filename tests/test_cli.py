@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import tifffile
 
-from deepz._cli import main
+from deepz._cli import cli_command, main
 
 REPO = Path(__file__).parents[1]
 FAST = ["--set", "Camera,Binning,4", "--set", "Camera,Clock,simulated"]
@@ -52,7 +52,7 @@ def test_acquire_json_is_the_only_stdout(tmp_path: Path, capsys) -> None:
 def test_acquire_focuses_on_the_specimen_by_default(tmp_path: Path, capsys) -> None:
     out = tmp_path / "movie.ome.tif"
     assert _run(["acquire", "--frames", "1", "--out", str(out), "--json", *FAST]) == 0
-    from acquisition._writers import read_frame_metadata, read_run_metadata
+    from deepz_live.acquisition._writers import read_frame_metadata, read_run_metadata
 
     focus_z = float(read_run_metadata(out)["devices"]["Specimen"]["FocusZ"])
     assert read_frame_metadata(out)[0]["z_um"] == pytest.approx(focus_z)
@@ -193,7 +193,11 @@ def test_panel_without_qt_is_the_install_hint(
     argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     # a machine without the gui extra: qtpy (hence every Qt binding) cannot import
-    for name in [m for m in sys.modules if m.split(".")[0] in ("gui", "qtpy")]:
+    for name in [
+        m
+        for m in sys.modules
+        if m.startswith(("deepz_live.gui", "qtpy")) or m == "qtpy"
+    ]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "qtpy", None)
     assert _run(argv) == 1
@@ -202,3 +206,35 @@ def test_panel_without_qt_is_the_install_hint(
     assert captured.err.startswith("deepz: error: The deepz panel needs Qt")
     assert 'pip install "deepz-live[gui]"' in captured.err
     assert captured.err.count("\n") == 1  # one line, no traceback
+
+
+def _commands() -> dict[str, object]:
+    return dict(cli_command().commands)
+
+
+@pytest.mark.parametrize("name", sorted(_commands()))
+def test_every_option_and_argument_has_help(name: str) -> None:
+    command = _commands()[name]
+    missing = [p.name for p in command.params if not (getattr(p, "help", "") or "")]
+    assert not missing, f"deepz {name}: no help for {missing}"
+
+
+@pytest.mark.parametrize("name", [None, *sorted(_commands())])
+def test_help_shows_flags_without_a_value(
+    name: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--help"] if name is None else [name, "--help"]
+    main(argv)
+    text = capsys.readouterr().out
+    assert "--help" in text
+    assert "<bool>" not in text  # a flag takes no value
+
+
+def test_demo_takes_the_acquire_options() -> None:
+    options = {
+        name: {opt for p in _commands()[name].params for opt in p.opts}
+        for name in ("acquire", "demo")
+    }
+    assert {"--model", "--config", "--overwrite"} <= options["demo"] & options[
+        "acquire"
+    ]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from hardware_configs import CONFIG_DIR, SIMULATOR_CONFIG
+from deepz_live.acquisition import CONFIG_DIR, SIMULATOR_CONFIG
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -7,7 +7,12 @@ import gc
 import numpy as np
 import pytest
 
-from inference import DEFAULT_MODEL_NAME, bundled_model_names, load_model, psnr
+from deepz_live.inference import (
+    DEFAULT_MODEL_NAME,
+    bundled_model_names,
+    load_model,
+    psnr,
+)
 
 pytestmark = pytest.mark.skipif(
     DEFAULT_MODEL_NAME not in bundled_model_names(),
@@ -41,12 +46,11 @@ def test_bundled_model_describes_the_simulator_optics(name) -> None:
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_model_refocuses_a_fresh_worm_better_than_identity(name) -> None:
-    from acquisition import DeepzCore
-    from acquisition.simulator import bench_for
-    from hardware_configs import SIMULATOR_CONFIG
-    from inference import Refocuser
-    from inference._evaluate import centre_crop_window
-    from inference._stacks import ZStack
+    from deepz_live.acquisition import SIMULATOR_CONFIG, DeepzCore
+    from deepz_live.acquisition.simulator import bench_for
+    from deepz_live.inference import Refocuser
+    from deepz_live.inference._evaluate import centre_crop_window
+    from deepz_live.inference._stacks import ZStack
 
     core = DeepzCore()
     try:

@@ -18,8 +18,13 @@ import pytest
 import tifffile
 
 import deepz
-from acquisition import read_frame_metadata, read_run_metadata, read_volume_metadata
 from deepz._cli import main
+from deepz_live.acquisition import (
+    read_frame_metadata,
+    read_run_metadata,
+    read_volume_metadata,
+)
+from deepz_live.inference import LIVE_MODEL_NAME
 
 torch = pytest.importorskip("torch")
 
@@ -39,7 +44,12 @@ def _run(argv: list[str]) -> int:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random width-4 U-Net for the binned simulator (1.3 µm pixels), ±10 µm."""
-    from inference import GeneratorConfig, ModelInfo, build_generator, save_model
+    from deepz_live.inference import (
+        GeneratorConfig,
+        ModelInfo,
+        build_generator,
+        save_model,
+    )
 
     config = GeneratorConfig(base_width=4, depth=2, residual=False)
     torch.manual_seed(0)
@@ -94,7 +104,11 @@ def test_parse_planes() -> None:
 
 # -- the adapter ---------------------------------------------------------------------
 def test_refocuser_processor_checks_planes_and_microscope(tiny_model: Path) -> None:
-    from inference import InferenceError, ModelFileError, ModelMismatchWarning
+    from deepz_live.inference import (
+        InferenceError,
+        ModelFileError,
+        ModelMismatchWarning,
+    )
 
     with pytest.raises(InferenceError, match=r"12 µm are outside .*±10 µm"):
         deepz.RefocuserProcessor(tiny_model, [-2, 12])
@@ -112,7 +126,7 @@ def test_refocuser_processor_checks_planes_and_microscope(tiny_model: Path) -> N
 def test_pipeline_volumes_equal_the_refocuser_alone(
     binned_simulator, tiny_model: Path, tmp_path: Path
 ) -> None:
-    from inference import Refocuser
+    from deepz_live.inference import Refocuser
 
     out = tmp_path / "worm.ome.tif"
     with deepz.live_refocus(
@@ -158,12 +172,14 @@ def test_pipeline_volumes_equal_the_refocuser_alone(
 def test_model_for_another_pixel_size_is_refused_before_any_frame(
     tmp_path: Path,
 ) -> None:
-    from inference import ModelFileError
+    from deepz_live.inference import ModelFileError
 
     with deepz.open_microscope() as scope:
-        scope.core.setProperty("Camera", "Binning", "2")  # 0.65 µm: default is 0.325
+        scope.core.setProperty(
+            "Camera", "Binning", "2"
+        )  # 0.65 µm: the live model is 0.325
         with pytest.raises(
-            ModelFileError, match=r"0\.65 µm but model 'default' .* 0\.325 µm"
+            ModelFileError, match=r"0\.65 µm but model 'default-fast' .* 0\.325 µm"
         ):
             deepz.live_refocus(scope, frames=3, out=tmp_path / "x.ome.tif")
         assert float(scope.core.getProperty("LED", "CumulativeOnTime_ms")) == 0
@@ -265,7 +281,18 @@ def test_demo_headless_with_the_default_model(tmp_path: Path, capsys) -> None:
     assert 1 <= summary["volumes"] <= 3
     assert summary["volumes"] + summary["skipped"] == 3
     assert summary["planes_um"] == PLANES_9
+    assert summary["processor"]["model"] == LIVE_MODEL_NAME
     assert tifffile.imread(out).shape == (3, 64, 64)
+
+    # the same command again: refused with the fix, the first recording untouched
+    assert _run(args) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert tifffile.imread(out).shape == (3, 64, 64)
+    # with --overwrite and another model it runs again into the same file
+    assert _run([*args, "--overwrite", "--model", "default", "--frames", "2"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["processor"]["model"] == "default"
+    assert tifffile.imread(out).shape == (2, 64, 64)
 
     assert _run(["demo", "--json"]) == 2  # the panel prints no JSON
     assert "--json needs --headless" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from acquisition import LiveRunError, LiveSession, open_microscope
+from deepz_live.acquisition import LiveRunError, LiveSession, open_microscope
 
 
 class SleepProcessor:

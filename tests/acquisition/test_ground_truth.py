@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from acquisition._errors import AcquisitionError
-from acquisition._ground_truth import ground_truth_paths
-from acquisition._runs import acquire_zstack
-from acquisition._scope import Microscope, open_microscope
+from deepz_live.acquisition._errors import AcquisitionError
+from deepz_live.acquisition._ground_truth import ground_truth_paths
+from deepz_live.acquisition._runs import acquire_zstack
+from deepz_live.acquisition._scope import Microscope, open_microscope
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def test_zstack_ground_truth_matches_the_recorded_planes(
     simulator: Microscope, tmp_path: Path
 ) -> None:
-    from inference import read_stacks
+    from deepz_live.inference import read_stacks
 
     core = simulator.core
     core.setProperty("Specimen", "Kind", "single-bead")
@@ -88,7 +88,7 @@ def test_ground_truth_needs_the_simulator(fake_scope_cfg: Path, tmp_path: Path) 
 def test_an_earlier_recordings_ground_truth_never_pairs_with_a_new_stack(
     simulator: Microscope, tmp_path: Path
 ) -> None:
-    from acquisition._errors import OutputLocationError
+    from deepz_live.acquisition._errors import OutputLocationError
 
     simulator.focus_on_specimen()
     out = tmp_path / "s.ome.tif"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from acquisition import (
+from deepz_live.acquisition import (
     AcquisitionError,
     AcquisitionInterrupted,
     LiveRunError,
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
-    from acquisition import FrameProcessor, Microscope
+    from deepz_live.acquisition import FrameProcessor, Microscope
 
 PLANES = (-2.0, 0.0, 2.0)
 FAKE_SHAPE = (48, 64)
@@ -615,7 +615,7 @@ def test_volume_file_that_cannot_be_written_stops_the_run(
 ) -> None:
     import errno
 
-    from acquisition import OmeTiffVolumeWriter
+    from deepz_live.acquisition import OmeTiffVolumeWriter
 
     real_write = OmeTiffVolumeWriter._write
 

@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 import tifffile
 
-from acquisition import read_frame_metadata, read_run_metadata, read_volume_metadata
+from deepz_live.acquisition import (
+    read_frame_metadata,
+    read_run_metadata,
+    read_volume_metadata,
+)
 
 REPO = Path(__file__).parents[2]
 CHILD = Path(__file__).with_name("live_child.py")

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from acquisition._errors import (
+from deepz_live.acquisition._errors import (
     AcquisitionError,
     AcquisitionInterrupted,
     OutputLocationError,
 )
-from acquisition._runs import acquire_timelapse, acquire_zstack
-from acquisition._scope import Microscope, open_microscope
-from acquisition._writers import read_frame_metadata, read_run_metadata
+from deepz_live.acquisition._runs import acquire_timelapse, acquire_zstack
+from deepz_live.acquisition._scope import Microscope, open_microscope
+from deepz_live.acquisition._writers import read_frame_metadata, read_run_metadata
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -232,7 +232,7 @@ def test_not_enough_disk_space_is_refused_before_any_frame(
     frame_bytes = 48 * 64 * 2
     # room for 100 frames, not for 100 frames plus the 5 % margin
     monkeypatch.setattr(
-        "acquisition._runs.shutil.disk_usage",
+        "deepz_live.acquisition._runs.shutil.disk_usage",
         lambda _: usage(10**9, 10**9, 100 * frame_bytes),
     )
     out = tmp_path / "big.ome.tif"

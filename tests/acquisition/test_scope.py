@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import useq
 
-from acquisition._engine import DeepzEngine
-from acquisition._errors import AcquisitionError, ConfigError, DeepzError
-from acquisition._scope import Microscope, open_microscope
-from hardware_configs import SIMULATOR_CONFIG
+from deepz_live.acquisition import SIMULATOR_CONFIG
+from deepz_live.acquisition._engine import DeepzEngine
+from deepz_live.acquisition._errors import AcquisitionError, ConfigError, DeepzError
+from deepz_live.acquisition._scope import Microscope, open_microscope
 
 REPO = Path(__file__).parents[2]
 FAKES_MODULE = "deepz_test_fakes"  # tests/conftest.py registers itself under it
@@ -133,7 +133,7 @@ def test_process_exits_cleanly_without_close(fake_scope_cfg: Path) -> None:
         f"""
         import useq
         import conftest  # registers the fake devices' module
-        from acquisition._scope import open_microscope
+        from deepz_live.acquisition._scope import open_microscope
         scope = open_microscope({str(fake_scope_cfg)!r})
         run = scope.core.mda.run
         run(useq.MDASequence(time_plan={{"interval": 0, "loops": 5}}))

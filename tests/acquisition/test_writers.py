@@ -11,8 +11,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from acquisition._errors import OutputLocationError
-from acquisition._writers import OmeTiffWriter, read_frame_metadata, read_run_metadata
+from deepz_live.acquisition._errors import OutputLocationError
+from deepz_live.acquisition._writers import (
+    OmeTiffWriter,
+    read_frame_metadata,
+    read_run_metadata,
+)
 
 SHAPE = (24, 40)
 
@@ -133,7 +137,7 @@ def test_killed_process_leaves_a_readable_file(tmp_path: Path) -> None:
         f"""
         import os
         import numpy as np
-        from acquisition._writers import OmeTiffWriter
+        from deepz_live.acquisition._writers import OmeTiffWriter
         w = OmeTiffWriter({str(path)!r}, frame_shape={SHAPE}, pixel_size_um=0.325)
         for i in range(4):
             w.append(np.full({SHAPE}, i, np.uint16), {{"time_s": 0.1 * i}})
@@ -190,7 +194,7 @@ def test_closing_without_frames_leaves_no_broken_file(tmp_path: Path) -> None:
 # --------------------------------------------------------------------- OME-Zarr
 def test_zarr_round_trip_with_scale_and_metadata(tmp_path: Path) -> None:
     zarr = pytest.importorskip("zarr")
-    from acquisition import OmeZarrWriter, open_writer
+    from deepz_live.acquisition import OmeZarrWriter, open_writer
 
     out = tmp_path / "stack.ome.zarr"
     frames = _frames(5)
@@ -222,7 +226,7 @@ def test_zarr_round_trip_with_scale_and_metadata(tmp_path: Path) -> None:
 
 def test_zarr_closed_after_an_error_keeps_every_frame(tmp_path: Path) -> None:
     zarr = pytest.importorskip("zarr")
-    from acquisition import OmeZarrWriter
+    from deepz_live.acquisition import OmeZarrWriter
 
     out = tmp_path / "movie.ome.zarr"
     frames = _frames(3)
@@ -238,7 +242,7 @@ def test_zarr_closed_after_an_error_keeps_every_frame(tmp_path: Path) -> None:
 
 def test_zarr_output_refuses_to_overwrite(tmp_path: Path) -> None:
     pytest.importorskip("zarr")
-    from acquisition import OmeZarrWriter
+    from deepz_live.acquisition import OmeZarrWriter
 
     out = tmp_path / "movie.ome.zarr"
     with OmeZarrWriter(out, frame_shape=SHAPE, pixel_size_um=None) as writer:
@@ -311,7 +315,7 @@ def test_frames_read_back_while_appending(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------ volumes
 def test_volume_file_round_trip(tmp_path: Path) -> None:
-    from acquisition import open_volume_writer, read_volume_metadata
+    from deepz_live.acquisition import open_volume_writer, read_volume_metadata
 
     path = tmp_path / "worm.volumes.ome.tif"
     rng = np.random.default_rng(1)
@@ -342,7 +346,7 @@ def test_volume_file_round_trip(tmp_path: Path) -> None:
 
 
 def test_volume_file_uneven_planes_and_zarr(tmp_path: Path) -> None:
-    from acquisition import open_volume_writer, read_volume_metadata
+    from deepz_live.acquisition import open_volume_writer, read_volume_metadata
 
     tif_path = tmp_path / "v.ome.tif"
     with open_volume_writer(

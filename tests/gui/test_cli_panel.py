@@ -14,8 +14,9 @@ from qtpy.QtGui import QImage
 from qtpy.QtWidgets import QApplication
 
 from deepz._cli import main
-from gui import DeepzPanel, display_problem
-from hardware_configs import SIMULATOR_CONFIG
+from deepz_live.acquisition import SIMULATOR_CONFIG
+from deepz_live.gui import DeepzPanel, PanelError, display_problem, run_panel
+from deepz_live.inference import LIVE_MODEL_NAME
 
 
 def _run(argv: list[str]) -> int:
@@ -58,7 +59,7 @@ def test_demo_opens_the_panel_ready_to_start(opened_panels, tmp_path):
     (shown,) = opened_panels
     settings = shown["settings"]
     assert Path(settings.config) == Path(SIMULATOR_CONFIG)
-    assert settings.model == "default"
+    assert settings.model == LIVE_MODEL_NAME
     assert settings.frames == 7 and not shown["continuous"]
     assert settings.planes_um == (-4.0, -2.0, 0.0, 2.0, 4.0)
     assert settings.interval_ms == 50.0
@@ -74,6 +75,18 @@ def test_gui_opens_the_given_config_and_model(opened_panels):
     (shown,) = opened_panels
     assert Path(shown["settings"].config) == Path(SIMULATOR_CONFIG)
     assert shown["settings"].model == "default"
+
+
+def test_demo_opens_the_given_model(opened_panels):
+    assert _run(["demo", "--model", "default"]) == 0
+    (shown,) = opened_panels
+    assert shown["settings"].model == "default"
+    assert Path(shown["settings"].config) == Path(SIMULATOR_CONFIG)
+
+
+def test_a_demo_panel_on_another_config_is_refused(qapp):
+    with pytest.raises(PanelError, match="leave one of them out"):
+        run_panel(config=SIMULATOR_CONFIG, demo=True)
 
 
 def test_demo_refuses_planes_the_panel_cannot_show(qapp, capsys):

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from qtpy.QtCore import Qt
 
-from gui import ControlsWidget, LiveSettings, SettingsError, next_free_path
-from hardware_configs import SIMULATOR_CONFIG
+from deepz_live.acquisition import SIMULATOR_CONFIG
+from deepz_live.gui import ControlsWidget, LiveSettings, SettingsError, next_free_path
+from deepz_live.inference import LIVE_MODEL_NAME
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def test_the_defaults_are_a_runnable_simulator_run(controls, tmp_path):
     assert isinstance(settings, LiveSettings)
     assert settings.config == Path(SIMULATOR_CONFIG)
     assert settings.planes_um == (-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0)
-    assert settings.model == "default"
+    assert settings.model == LIVE_MODEL_NAME == "default-fast"
     assert settings.output == tmp_path / "run.ome.tif"
     assert settings.frames == 100
     assert not settings.save_volumes

@@ -15,7 +15,7 @@ def test_core_and_mda_use_psygnal_signals_inside_a_qt_app(qapp) -> None:
     from pymmcore_plus.core.events import CMMCoreSignaler
     from useq import MDASequence
 
-    from acquisition import open_microscope
+    from deepz_live.acquisition import open_microscope
 
     assert qapp is not None
     with open_microscope() as scope:

@@ -10,8 +10,8 @@ import pytest
 import tifffile
 from qtpy.QtCore import Qt
 
-from gui import DeepzPanel
-from gui._app import MicroscopeSessions
+from deepz_live.gui import DeepzPanel
+from deepz_live.gui._app import MicroscopeSessions
 
 pytestmark = pytest.mark.slow
 

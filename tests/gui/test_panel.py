@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from gui import DeepzPanel
+from deepz_live.gui import DeepzPanel
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_a_bad_config_path_shows_an_error_and_nothing_crashes(
 
 
 def fake_sessions_config():
-    from hardware_configs import SIMULATOR_CONFIG
+    from deepz_live.acquisition import SIMULATOR_CONFIG
 
     return SIMULATOR_CONFIG
 
@@ -110,7 +110,7 @@ def fake_sessions_config():
 def test_a_config_the_microscope_cannot_load_shows_its_error(
     qtbot, panel_for, tmp_path
 ):
-    from acquisition import open_microscope
+    from deepz_live.acquisition import open_microscope
 
     def factory(settings, *, snap):
         open_microscope(settings.config)  # raises ConfigError

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from qtpy.QtGui import QImage
 
-from gui import DeepzPanel, Telemetry, save_screenshot
-from gui._qt import INSTALL_HINT, QtMissingError, require_qt
+from deepz_live.gui import DeepzPanel, Telemetry, save_screenshot
+from deepz_live.gui._qt import INSTALL_HINT, QtMissingError, require_qt
 
 
 def _worm_like_volume(shift: int) -> np.ndarray:
@@ -86,9 +86,11 @@ def test_the_opengl_views_are_in_the_screenshot_and_follow_the_data(
 
 
 def test_a_missing_qt_package_gives_a_one_line_hint(monkeypatch):
-    import gui._qt
+    import deepz_live.gui._qt
 
-    monkeypatch.setattr(gui._qt, "_REQUIRED", ("qtpy.QtCore", "no_such_qt_binding"))
+    monkeypatch.setattr(
+        deepz_live.gui._qt, "_REQUIRED", ("qtpy.QtCore", "no_such_qt_binding")
+    )
     with pytest.raises(QtMissingError) as error:
         require_qt()
     message = str(error.value)

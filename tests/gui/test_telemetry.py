@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from gui import Telemetry, TelemetryWidget
-from gui._telemetry import format_dose, format_ms, format_rate
+from deepz_live.gui import Telemetry, TelemetryWidget
+from deepz_live.gui._telemetry import format_dose, format_ms, format_rate
 
 
 def test_formatting():

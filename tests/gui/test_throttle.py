@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from gui import LatestOnlyThrottle, VolumeView
+from deepz_live.gui import LatestOnlyThrottle, VolumeView
 
 
 def test_only_the_newest_of_many_offers_is_delivered(qtbot):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gui import VolumeView, auto_contrast_limits
-from gui._volume_view import _axis_ticks
+from deepz_live.gui import VolumeView, auto_contrast_limits
+from deepz_live.gui._volume_view import _axis_ticks
 
 PLANES = [-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0]
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from inference import Normalization, ZStack, evaluate_stacks
-from inference._depth import bin_width_um, find_objects, isolated, peak_z
+from deepz_live.inference import Normalization, ZStack, evaluate_stacks
+from deepz_live.inference._depth import bin_width_um, find_objects, isolated, peak_z
 
 STEP = 0.5
 N_Z = 41

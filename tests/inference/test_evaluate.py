@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from inference import Normalization, ZStack, evaluate_stacks, plot_evaluation
-from inference._evaluate import choose_input_planes
+from deepz_live.inference import Normalization, ZStack, evaluate_stacks, plot_evaluation
+from deepz_live.inference._evaluate import choose_input_planes
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -95,7 +95,7 @@ def test_input_planes_fall_back_when_stack_is_short() -> None:
 
 def test_target_stacks_score_against_the_other_modality() -> None:
     """Target = 3 × input planes on a 40-count offset: known PSNRs, bin 0 included."""
-    from inference._pairs import TargetNormalization
+    from deepz_live.inference._pairs import TargetNormalization
 
     stack, _ = _offset_stack()
     target = ZStack(

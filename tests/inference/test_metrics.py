@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from inference._metrics import gaussian_window_1d, nrmse, psnr, ssim, ssim_torch
+from deepz_live.inference._metrics import (
+    gaussian_window_1d,
+    nrmse,
+    psnr,
+    ssim,
+    ssim_torch,
+)
 
 
 @pytest.fixture

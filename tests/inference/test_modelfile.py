@@ -12,9 +12,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from inference import _modelfile
-from inference._errors import ModelFileError, ModelMismatchWarning
-from inference._modelfile import (
+from deepz_live.inference import _modelfile
+from deepz_live.inference._errors import ModelFileError, ModelMismatchWarning
+from deepz_live.inference._modelfile import (
     DEFAULT_MODEL_NAME,
     FORMAT_VERSION,
     METADATA_KEY,
@@ -26,7 +26,7 @@ from inference._modelfile import (
     resolve_model_path,
     save_model,
 )
-from inference._networks import GeneratorConfig, build_generator
+from deepz_live.inference._networks import GeneratorConfig, build_generator
 
 TINY = GeneratorConfig(base_width=4, depth=2)
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from inference._networks import (
+from deepz_live.inference._networks import (
     DiscriminatorConfig,
     GeneratorConfig,
     build_discriminator,

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from inference._normalize import Normalization
-from inference._stacks import ZStack
+from deepz_live.inference._normalize import Normalization
+from deepz_live.inference._stacks import ZStack
 
 
 def _camera_frame(rng: np.random.Generator, offset: float = 100.0) -> np.ndarray:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference._normalize import Normalization
-from inference._pairs import PairConfig, PairSampler, target_for_dpm
-from inference._stacks import ZStack
+from deepz_live.inference._normalize import Normalization
+from deepz_live.inference._pairs import PairConfig, PairSampler, target_for_dpm
+from deepz_live.inference._stacks import ZStack
 
 OFFSET = 100.0
 
@@ -320,7 +320,7 @@ def _scaled_target(stack: ZStack, offset: float = 50.0) -> ZStack:
 
 def test_target_stack_planes_pair_with_the_input_planes() -> None:
     """Same draws as a single-modality sampler; targets obey target = 2·input."""
-    from inference._pairs import TargetNormalization
+    from deepz_live.inference._pairs import TargetNormalization
 
     stacks = [_linear_stack(seed=0), _linear_stack(seed=1)]
     targets = [_scaled_target(s) for s in stacks]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from inference import (
+from deepz_live.inference import (
     GeneratorConfig,
     InferenceError,
     ModelInfo,
@@ -83,7 +83,7 @@ def test_identity_model_returns_the_frame_in_its_units(identity_model, dtype) ->
 
 def test_odd_sizes_are_padded_and_cropped_back(random_model) -> None:
     """37×50 → reflect-padded to a multiple (centred), run, cropped, de-normalized."""
-    from inference import Normalization, load_model
+    from deepz_live.inference import Normalization, load_model
 
     refocuser = Refocuser(random_model)
     frame = _frame((37, 50)).astype(np.float32)
@@ -156,7 +156,7 @@ def onnx_cache(tmp_path, monkeypatch) -> Path:
 def test_onnx_export_matches_torch_and_explains_itself(random_model, tmp_path) -> None:
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from inference import export_onnx, load_model
+    from deepz_live.inference import export_onnx, load_model
 
     out = export_onnx(random_model, tmp_path / "m.onnx")
     proto = onnx.load(str(out))
@@ -206,8 +206,8 @@ def test_auto_backend_is_onnxruntime_on_cpu_when_installed(random_model, onnx_ca
 
 
 def test_bench_reports_consistent_figures(random_model, onnx_cache) -> None:
-    from inference import GeneratorConfig, estimate_gflops, read_model_info
-    from inference._bench import bench_refocuser
+    from deepz_live.inference import GeneratorConfig, estimate_gflops, read_model_info
+    from deepz_live.inference._bench import bench_refocuser
 
     result = bench_refocuser(
         random_model, backend="torch", size=30, planes=3, volumes=4

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from inference._register import estimate_shift, register_pair, valid_slices
-from inference._stacks import ZStack
+from deepz_live.inference._register import estimate_shift, register_pair, valid_slices
+from deepz_live.inference._stacks import ZStack
 
 
 def _stack(data: np.ndarray, source: str = "s") -> ZStack:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from inference import (
+from deepz_live.inference import (
     GeneratorConfig,
     InferenceError,
     ModelInfo,
@@ -26,9 +26,9 @@ from inference import (
     load_model,
     save_model,
 )
-from inference._apply import interpolate_planes
-from inference._networks import DiscriminatorConfig, estimate_gflops
-from inference._pairs import PairSampler
+from deepz_live.inference._apply import interpolate_planes
+from deepz_live.inference._networks import DiscriminatorConfig, estimate_gflops
+from deepz_live.inference._pairs import PairSampler
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -298,7 +298,7 @@ def test_refocuser_serves_stack_models_on_every_backend(stack_model, backend) ->
 
 
 def test_bench_counts_one_pass_per_volume_for_stack_models(stack_model) -> None:
-    from inference._bench import bench_refocuser
+    from deepz_live.inference._bench import bench_refocuser
 
     result = bench_refocuser(stack_model, backend="torch", size=32, planes=5, volumes=2)
     config = GeneratorConfig.from_dict(load_model(stack_model)[1].generator)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from inference._errors import StackFormatError
-from inference._stacks import ZStack, read_stacks
+from deepz_live.inference._errors import StackFormatError
+from deepz_live.inference._stacks import ZStack, read_stacks
 
 REAL = Path("/work/shared/data/real")
 
@@ -36,7 +36,9 @@ def _imagej(path: Path, data: np.ndarray, axes: str, **meta: object) -> Path:
 
 
 def test_deepz_file_gives_per_plane_z_optics_and_offset(tmp_path: Path) -> None:
-    from acquisition import OmeTiffWriter  # the writer that `deepz zstack` uses
+    from deepz_live.acquisition import (
+        OmeTiffWriter,  # the writer that `deepz zstack` uses
+    )
 
     data = _planes(3, 8, 9)
     z_recorded = [7.25, 6.75, 6.25]  # a top-down stack
@@ -74,7 +76,7 @@ def test_deepz_file_gives_per_plane_z_optics_and_offset(tmp_path: Path) -> None:
 
 def test_deepz_file_z_from_frames_not_from_step(tmp_path: Path) -> None:
     """Uneven recorded positions win over the nominal PhysicalSizeZ."""
-    from acquisition import OmeTiffWriter
+    from deepz_live.acquisition import OmeTiffWriter
 
     data = _planes(4, 6, 6)
     z_recorded = [0.0, 1.0, 2.5, 3.0]

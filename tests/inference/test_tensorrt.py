@@ -11,10 +11,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from inference import GeneratorConfig, InferenceError, ModelInfo, build_generator
-from inference._metrics import psnr
-from inference._modelfile import save_model
-from inference._tensorrt import (
+from deepz_live.inference import (
+    GeneratorConfig,
+    InferenceError,
+    ModelInfo,
+    build_generator,
+)
+from deepz_live.inference._metrics import psnr
+from deepz_live.inference._modelfile import save_model
+from deepz_live.inference._tensorrt import (
     check_precision,
     engine_cache_key,
     engine_input_shape,
@@ -149,7 +154,7 @@ def test_bf16_is_refused_before_ampere() -> None:
 def test_missing_tensorrt_says_how_to_install_it_and_what_else_to_use(
     no_tensorrt,
 ) -> None:
-    from inference._tensorrt import TensorRTBackend
+    from deepz_live.inference._tensorrt import TensorRTBackend
 
     assert not tensorrt_available()
     with pytest.raises(InferenceError) as info:
@@ -194,8 +199,8 @@ def test_fp16_onnx_holds_fp16_weights_and_matches_torch(
     """
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from inference._export import PRECISION_METADATA_KEY, cached_onnx
-    from inference._modelfile import load_model
+    from deepz_live.inference._export import PRECISION_METADATA_KEY, cached_onnx
+    from deepz_live.inference._modelfile import load_model
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     path = cached_onnx(tiny_model, precision="fp16")
@@ -248,8 +253,8 @@ def engine_cache(tmp_path, monkeypatch) -> Path:
 
 @pytest.mark.gpu
 def test_tensorrt_engines_match_torch_and_are_cached(tiny_model, engine_cache) -> None:
-    from inference._modelfile import load_model
-    from inference._tensorrt import TensorRTBackend, sidecar_path
+    from deepz_live.inference._modelfile import load_model
+    from deepz_live.inference._tensorrt import TensorRTBackend, sidecar_path
 
     generator, _ = load_model(tiny_model)
     rng = np.random.default_rng(2)
@@ -298,8 +303,8 @@ def test_tensorrt_engines_match_torch_and_are_cached(tiny_model, engine_cache) -
 
 @pytest.mark.gpu
 def test_tensorrt_stack_model_and_bf16(tmp_path, engine_cache) -> None:
-    from inference._modelfile import load_model
-    from inference._tensorrt import GpuIdentity, TensorRTBackend
+    from deepz_live.inference._modelfile import load_model
+    from deepz_live.inference._tensorrt import GpuIdentity, TensorRTBackend
 
     config = GeneratorConfig.stack(6.0, 2.0, base_width=4, depth=2, residual=False)
     model = _save(tmp_path / "stack.safetensors", config)

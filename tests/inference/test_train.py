@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from inference import (
+from deepz_live.inference import (
     GeneratorConfig,
     PairConfig,
     TrainConfig,
@@ -82,7 +82,7 @@ def test_a_few_steps_reduce_the_loss(stacks) -> None:
 
 
 def test_gan_step_updates_both_networks(stacks) -> None:
-    from inference import DiscriminatorConfig
+    from deepz_live.inference import DiscriminatorConfig
 
     trainer = Trainer(
         stacks,
@@ -194,7 +194,7 @@ def test_cli_cross_modality_train_then_evaluate(tmp_path: Path, capsys) -> None:
     import tifffile
 
     from deepz._cli import main
-    from inference import read_model_info
+    from deepz_live.inference import read_model_info
 
     rng = np.random.default_rng(7)
     n_z, height, width = 9, 40, 72
@@ -261,8 +261,8 @@ def test_cli_cross_modality_train_then_evaluate(tmp_path: Path, capsys) -> None:
 def test_cross_modality_checkpoint_keeps_the_target_normalization(
     stacks, tmp_path: Path
 ) -> None:
-    from inference._normalize import Normalization
-    from inference._pairs import TargetNormalization
+    from deepz_live.inference._normalize import Normalization
+    from deepz_live.inference._pairs import TargetNormalization
 
     targets = [
         ZStack(2.0 * s.data + 7.0, s.z_um, s.pixel_um, f"{s.source}-t") for s in stacks

@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from inference import (
+from deepz_live.inference import (
     GeneratorConfig,
     InferenceError,
+    Normalization,
     PairConfig,
     PairSampler,
     TrainConfig,
     Trainer,
     ZStack,
 )
-from inference._defaults import training_defaults
+from deepz_live.inference._defaults import training_defaults
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -77,7 +78,7 @@ def test_a_single_stack_is_split_into_bands_that_hold_a_crop() -> None:
     # and the sampler accepts it, holding out a band of columns (the longer axis)
     sampler = PairSampler(
         [stack], PairConfig(dz_range_um=chosen.dz_range_um, crop=chosen.crop),
-        __import__("inference").Normalization(offset=100.0), split="val",
+        Normalization(offset=100.0), split="val",
         split_by="region", val_fraction=chosen.val_fraction,
     )  # fmt: skip
     (held_out,) = sampler.held_out_stacks()
@@ -85,7 +86,7 @@ def test_a_single_stack_is_split_into_bands_that_hold_a_crop() -> None:
 
 
 def test_a_tall_field_is_split_along_its_rows() -> None:
-    from inference import Normalization
+    from deepz_live.inference import Normalization
 
     stack = _stack(shape=(96, 40))
     sampler = PairSampler(
@@ -131,7 +132,7 @@ def _config(**changes) -> TrainConfig:
 
 
 def test_the_best_validated_epoch_is_kept_and_judged(tmp_path: Path) -> None:
-    from inference import load_model, save_model
+    from deepz_live.inference import load_model, save_model
 
     torch.set_num_threads(1)
     stacks = [_stack(), _stack()]
@@ -186,7 +187,7 @@ def test_cli_train_on_one_stack_with_no_options_says_how_it_compares(
     assert "chosen from the data: dz range ±4 µm" in err
     assert "held out for validation: columns" in err
     assert "beat" in err and "identity" in err
-    from inference import read_model_info
+    from deepz_live.inference import read_model_info
 
     info = read_model_info(out)
     assert info.training["beats_identity"] in (True, False)
@@ -195,7 +196,7 @@ def test_cli_train_on_one_stack_with_no_options_says_how_it_compares(
 
 
 def test_a_model_that_never_beat_the_identity_warns_when_loaded(tmp_path) -> None:
-    from inference import ModelQualityWarning, Refocuser, save_model
+    from deepz_live.inference import ModelQualityWarning, Refocuser, save_model
 
     torch.set_num_threads(1)
     trainer = Trainer([_stack(), _stack()], _config(epochs=0))
@@ -213,7 +214,7 @@ def test_l2_keeps_an_uncertain_object_that_l1_erases() -> None:
     The best constant prediction under L1 is the median (0: the object vanishes),
     under L2 the mean (1/3: it stays, dimmer). `_pixel_loss` is what training uses.
     """
-    from inference._train import _pixel_loss
+    from deepz_live.inference._train import _pixel_loss
 
     targets = torch.tensor([0.0, 0.0, 1.0])
     found = {}
@@ -230,7 +231,7 @@ def test_l2_keeps_an_uncertain_object_that_l1_erases() -> None:
 
 
 def test_fine_tuning_starts_from_a_saved_model(tmp_path) -> None:
-    from inference import save_model
+    from deepz_live.inference import save_model
 
     torch.set_num_threads(1)
     stacks = [_stack(), _stack()]
@@ -252,7 +253,7 @@ def test_fine_tuning_starts_from_a_saved_model(tmp_path) -> None:
 
 
 def test_fine_tuning_accepts_the_bundled_reference_model() -> None:
-    from inference import bundled_model_names
+    from deepz_live.inference import bundled_model_names
 
     if "default" not in bundled_model_names():
         pytest.skip("no bundled default model in this checkout")
@@ -282,7 +283,7 @@ def test_a_stack_range_on_an_uneven_plane_grid_fits_the_stack_planes(
         main([*args, "--device", "cpu"])
     except SystemExit as exc:
         assert not exc.code, capsys.readouterr().err
-    from inference import read_model_info
+    from deepz_live.inference import read_model_info
 
     # half of 9.99 µm on a 0.333 µm grid is 4.995 µm: the 0.5 µm planes reach 4.5
     assert read_model_info(out).dz_range_um == pytest.approx(4.5)

@@ -5,9 +5,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from acquisition import DeepzCore
-from acquisition.simulator import Bench, bench_for
-from hardware_configs import SIMULATOR_CONFIG
+from deepz_live.acquisition import SIMULATOR_CONFIG, DeepzCore
+from deepz_live.acquisition.simulator import Bench, bench_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from acquisition.simulator import CameraNoiseModel
+from deepz_live.acquisition.simulator import CameraNoiseModel
 
 
 @pytest.mark.parametrize("photons", [0.0, 5.0, 50.0, 2000.0])

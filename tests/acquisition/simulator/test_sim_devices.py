@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import useq
 
-from acquisition import DeepzCore
-from acquisition.simulator import bench_for
-from hardware_configs import SIMULATOR_CONFIG
+from deepz_live.acquisition import SIMULATOR_CONFIG, DeepzCore
+from deepz_live.acquisition.simulator import bench_for
 
 
 def _snap(core) -> np.ndarray:
@@ -122,7 +121,7 @@ def test_worm_geometry_and_activity_ground_truth(sim_core, bench) -> None:
 
 def test_calcium_transient_kinetics() -> None:
     """One event peaks at ln(τd/τr)·τdτr/(τd−τr) ≈ 0.2 s, then decays with τ 0.5 s."""
-    from acquisition.simulator import CalciumActivity
+    from deepz_live.acquisition.simulator import CalciumActivity
 
     act = CalciumActivity(1, seed=0, max_rate_hz=0.0)
     act.dff(np.array([1.0]))  # fills the first chunk with zeros

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acquisition.simulator import Optics, VectorialPSF
-from acquisition.simulator._optics import pixelate_profile
+from deepz_live.acquisition.simulator import Optics, VectorialPSF
+from deepz_live.acquisition.simulator._optics import pixelate_profile
 
 psfmodels = pytest.importorskip("psfmodels")
 

@@ -1,0 +1,8 @@
+"""deepz-live's import namespace.
+
+The layers live in folders at the repository's top level (``acquisition/``,
+``inference/``, ``gui/`` and the data folder ``hardware_configs/``); this package maps
+them, through relative symbolic links, to import names that no other distribution
+uses: ``deepz_live.acquisition``, ``deepz_live.inference`` and ``deepz_live.gui``.
+The public facade and the command line are ``deepz`` (``import deepz``).
+"""
