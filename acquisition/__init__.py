@@ -8,6 +8,7 @@ imports torch, Qt, ``inference`` or ``gui``.
 """
 
 from ._core import DeepzCore
+from ._dose import equivalent_zstack_dose
 from ._engine import DeepzEngine
 from ._errors import (
     AcquisitionError,
@@ -17,22 +18,29 @@ from ._errors import (
     LiveRunError,
     OutputLocationError,
 )
+from ._frame_processor import FrameProcessor, microscope_optics
+from ._frames import OmeTiffWriter, OmeZarrWriter, open_writer
 from ._ground_truth import (
     GroundTruthFiles,
     ground_truth_paths,
     write_zstack_ground_truth,
 )
-from ._pipeline import (
-    FrameProcessor,
-    LiveEvents,
-    LiveSession,
-    LiveStats,
-    LiveSummary,
-    LiveVolume,
-    Policy,
-    default_volume_path,
-    microscope_optics,
+from ._live_events import LiveEvents
+from ._live_plan import default_volume_path
+from ._live_policy import POLICIES, POLICY_DESCRIPTIONS, Policy
+from ._live_session import LiveSession
+from ._live_stats import LiveState, LiveStats, LiveSummary
+from ._live_worker import LiveVolume
+from ._planes import (
+    DEFAULT_PLANE_STEP_UM,
+    MAX_PLANES,
+    PlaneError,
+    check_planes,
+    default_planes,
+    parse_planes,
+    planes_from_range,
 )
+from ._readers import read_frame_metadata, read_run_metadata, read_volume_metadata
 from ._runs import TimelapseSummary, ZStackSummary, acquire_timelapse, acquire_zstack
 from ._scope import (
     CONFIG_DIR,
@@ -41,20 +49,14 @@ from ._scope import (
     Microscope,
     open_microscope,
 )
-from ._writers import (
-    OmeTiffVolumeWriter,
-    OmeTiffWriter,
-    OmeZarrVolumeWriter,
-    OmeZarrWriter,
-    open_volume_writer,
-    open_writer,
-    read_frame_metadata,
-    read_run_metadata,
-    read_volume_metadata,
-)
+from ._volumes import OmeTiffVolumeWriter, OmeZarrVolumeWriter, open_volume_writer
 
 __all__ = [
     "CONFIG_DIR",
+    "DEFAULT_PLANE_STEP_UM",
+    "MAX_PLANES",
+    "POLICIES",
+    "POLICY_DESCRIPTIONS",
     "SIMULATOR_CONFIG",
     "SPECIMEN_DEVICE",
     "AcquisitionError",
@@ -68,6 +70,7 @@ __all__ = [
     "LiveEvents",
     "LiveRunError",
     "LiveSession",
+    "LiveState",
     "LiveStats",
     "LiveSummary",
     "LiveVolume",
@@ -77,17 +80,23 @@ __all__ = [
     "OmeZarrVolumeWriter",
     "OmeZarrWriter",
     "OutputLocationError",
+    "PlaneError",
     "Policy",
     "TimelapseSummary",
     "ZStackSummary",
     "acquire_timelapse",
     "acquire_zstack",
+    "check_planes",
+    "default_planes",
     "default_volume_path",
+    "equivalent_zstack_dose",
     "ground_truth_paths",
     "microscope_optics",
     "open_microscope",
     "open_volume_writer",
     "open_writer",
+    "parse_planes",
+    "planes_from_range",
     "read_frame_metadata",
     "read_run_metadata",
     "read_volume_metadata",

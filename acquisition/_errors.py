@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from deepz_live.acquisition._pipeline import LiveSummary
+    from deepz_live.acquisition._live_stats import LiveSummary
 
 __all__ = [
     "AcquisitionError",

@@ -29,17 +29,22 @@ import numpy as np
 import useq
 from pymmcore_plus.mda import FinishReason
 
+from deepz_live.acquisition._dose import (
+    dose_total,
+    equivalent_zstack_dose,
+    zstack_plane_count,
+)
 from deepz_live.acquisition._errors import (
     AcquisitionError,
     AcquisitionInterrupted,
     OutputLocationError,
 )
+from deepz_live.acquisition._frames import OmeTiffWriter, OmeZarrWriter, open_writer
 from deepz_live.acquisition._ground_truth import (
     check_ground_truth_possible,
     clear_stale_ground_truth,
     write_zstack_ground_truth,
 )
-from deepz_live.acquisition._writers import OmeTiffWriter, OmeZarrWriter, open_writer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -224,8 +229,8 @@ def acquire_timelapse(
         _set_led_intensity(scope, led_intensity)
     core.setExposure(exposure_ms)
 
-    sequence = useq.MDASequence(
-        time_plan={"interval": interval_ms / 1000.0, "loops": int(frames)}
+    sequence = useq.MDASequence.model_validate(
+        {"time_plan": {"interval": interval_ms / 1000.0, "loops": int(frames)}}
     )
     run_metadata = _run_metadata(
         scope,
@@ -241,19 +246,17 @@ def acquire_timelapse(
     writer = _open_writer(scope, out_path, "TYX", int(frames), run_metadata, overwrite)
     result = _run(scope, sequence, writer, int(frames), progress)
 
-    n_planes = round(zstack_range_um / zstack_step_um) + 1
+    n_planes = zstack_plane_count(zstack_range_um, zstack_step_um)
     doses = [m.get("dose_J_cm2") for m in result.frame_metadata]
-    dose_total = _total(doses)
-    dose_per_frame = None if dose_total is None else dose_total / len(doses)
+    total = dose_total(doses)
+    dose_per_frame = None if total is None else total / len(doses)
     return TimelapseSummary(
         frames=result.frames,
         fps=_fps([m.get("time_s") for m in result.frame_metadata]),
         output=out_path,
         dose_per_frame_J_cm2=dose_per_frame,
-        dose_total_J_cm2=dose_total,
-        equivalent_zstack_dose_J_cm2=(
-            None if dose_total is None else dose_total * n_planes
-        ),
+        dose_total_J_cm2=total,
+        equivalent_zstack_dose_J_cm2=equivalent_zstack_dose(total, n_planes),
         zstack_planes=n_planes,
         canceled=result.canceled,
     )
@@ -327,9 +330,8 @@ def acquire_zstack(
     _check_idle(scope)
     focus = core.getFocusDevice()
     z0 = float(core.getPosition(focus))
-    sequence = useq.MDASequence(
-        z_plan={"range": range_um, "step": step_um},
-        stage_positions=[{"z": z0}],
+    sequence = useq.MDASequence.model_validate(
+        {"z_plan": {"range": range_um, "step": step_um}, "stage_positions": [{"z": z0}]}
     )
     planes = [e.z_pos for e in sequence if e.z_pos is not None]
     limits = scope.focus_limits()
@@ -379,7 +381,9 @@ def acquire_zstack(
         output=out_path,
         shape=[result.frames, height, width],
         voxel_um=[float(step_um), pixel, pixel],
-        dose_total_J_cm2=_total([m.get("dose_J_cm2") for m in result.frame_metadata]),
+        dose_total_J_cm2=dose_total(
+            [m.get("dose_J_cm2") for m in result.frame_metadata]
+        ),
         canceled=result.canceled,
         clean_output=None if truth is None else truth.clean,
         objects_output=None if truth is None else truth.objects,
@@ -447,7 +451,7 @@ def _run(
                 writer.run_metadata["result"] = {
                     "frames": writer.frames_written,
                     "canceled": canceled,
-                    "dose_total_J_cm2": _total(
+                    "dose_total_J_cm2": dose_total(
                         [m.get("dose_J_cm2") for m in frame_metadata]
                     ),
                 }
@@ -622,7 +626,7 @@ def _open_writer(
     expected_bytes = frames * height * width * dtype.itemsize
     return open_writer(
         out,
-        axes=axes,  # type: ignore[arg-type]
+        axes=axes,
         dtype=dtype,
         frame_shape=(height, width),
         pixel_size_um=scope.core.getPixelSizeUm() or None,
@@ -681,15 +685,6 @@ def _run_metadata(
         "mda_sequence": json.loads(sequence.model_dump_json(exclude_unset=True)),
         "devices": devices,
     }
-
-
-def _total(values: list[Any]) -> float | None:
-    """Sum of the values, or None if any is missing (the camera reports no dose)."""
-    if not values or any(
-        not isinstance(v, (int, float)) or isinstance(v, bool) for v in values
-    ):
-        return None
-    return float(sum(values))
 
 
 def _fps(times: list[Any]) -> float | None:

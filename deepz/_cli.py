@@ -5,7 +5,8 @@ OME-TIFF, on the simulated microscope by default or on any Micro-Manager config;
 ``deepz acquire --model M`` also refocuses every frame live (`deepz._cli_live`, with
 ``deepz refocus``, and ``deepz gui`` / ``deepz demo``, which open the Qt panel).
 ``deepz train`` and ``deepz evaluate`` make and
-score Deep-Z models from z-stacks (`deepz._cli_models`).
+score Deep-Z models from z-stacks (`deepz._cli_train`, `deepz._cli_evaluate`;
+``deepz export`` and ``deepz bench``: `deepz._cli_export`).
 
 Output contract: with ``--json`` exactly one JSON object goes to stdout; everything
 else (progress, warnings, errors) goes to stderr. An error is one line on stderr and a
@@ -27,7 +28,7 @@ import typer
 import typer.main
 from rich.console import Console
 
-from deepz import _cli_live, _cli_models
+from deepz import _cli_evaluate, _cli_export, _cli_live, _cli_train
 from deepz_live.acquisition import (
     AcquisitionInterrupted,
     ConfigError,
@@ -37,7 +38,7 @@ from deepz_live.acquisition import (
     acquire_zstack,
     open_microscope,
 )
-from deepz_live.inference._errors import InferenceError
+from deepz_live.inference import InferenceError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -336,7 +337,9 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message="Focus direction is unknown")
 
 
-_cli_models.register(app)
+_cli_train.register(app)
+_cli_export.register(app)
+_cli_evaluate.register(app)
 _cli_live.register(app)
 
 
@@ -371,11 +374,11 @@ def main(argv: list[str] | None = None) -> None:
         _fail("interrupted.", EXIT_INTERRUPTED)
     except Exception as exc:
         # typer/click usage errors (bad option value, unknown option...)
-        if hasattr(exc, "format_message") and isinstance(
-            getattr(exc, "exit_code", None), int
-        ):
-            message = exc.format_message()
+        exit_code = getattr(exc, "exit_code", None)
+        format_message = getattr(exc, "format_message", None)
+        if callable(format_message) and isinstance(exit_code, int):
+            message = format_message()
             if not message:  # e.g. no command given: the help was printed
-                raise SystemExit(exc.exit_code) from None
-            _fail(message, exc.exit_code)
+                raise SystemExit(exit_code) from None
+            _fail(message, exit_code)
         raise

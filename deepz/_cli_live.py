@@ -27,13 +27,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from deepz_live.acquisition import DeepzError
+from deepz_live.acquisition import POLICIES, POLICY_DESCRIPTIONS, DeepzError
 from deepz_live.inference import LIVE_MODEL_NAME
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from deepz_live.acquisition import LiveStats, LiveSummary, Microscope
+    from deepz_live.acquisition import LiveStats, LiveSummary, Microscope, Policy
 
 _stderr = Console(stderr=True)
 
@@ -52,8 +52,7 @@ PolicyOption = Annotated[
     str,
     typer.Option(
         "--policy",
-        help="latest: refocus the newest frame, skip (and count) the others (live "
-        "preview); all: refocus every frame, catching up from the raw file.",
+        help="; ".join(f"{k}: {v}" for k, v in POLICY_DESCRIPTIONS.items()) + ".",
     ),
 ]
 SaveVolumesOption = Annotated[
@@ -109,19 +108,17 @@ LiveModelOption = Annotated[
         ".safetensors file.",
     ),
 ]
-POLICIES = ("latest", "all")
 
 
 class LiveUsageError(DeepzError):
     """A live-refocusing option that makes no sense (exit code 2)."""
 
 
-def check_policy(policy: str) -> str:
+def check_policy(policy: str) -> Policy:
     """The policy, or a usage error naming the choices."""
     if policy not in POLICIES:
-        raise LiveUsageError(
-            f"--policy {policy!r}: choose latest (live preview) or all (every frame)."
-        )
+        choices = "; ".join(f"{k} ({v})" for k, v in POLICY_DESCRIPTIONS.items())
+        raise LiveUsageError(f"--policy {policy!r}: choose {choices}.")
     return policy
 
 
@@ -164,7 +161,7 @@ def acquire_live(
         out=out,
         model=model,
         planes_um=planes_from_option(planes),
-        policy=check_policy(policy),  # type: ignore[arg-type]
+        policy=check_policy(policy),
         save_volumes=save_volumes,
         interval_ms=interval_ms,
         exposure_ms=exposure_ms,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +22,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deepz_live.acquisition import (
+    DEFAULT_PLANE_STEP_UM,
     AcquisitionInterrupted,
     FrameProcessor,
     LiveSession,
     OutputLocationError,
+    PlaneError,
+    check_planes,
+    default_planes,
     default_volume_path,
     microscope_optics,
     open_volume_writer,
+    parse_planes,
     read_frame_metadata,
     read_run_metadata,
 )
@@ -50,69 +54,6 @@ __all__ = [
     "parse_planes",
     "refocus_file",
 ]
-
-DEFAULT_PLANE_STEP_UM = 2.0
-_DEFAULT_RANGE_FRACTION = 0.8
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_RANGE = re.compile(rf"^\s*({_NUMBER})\s*:\s*({_NUMBER})\s*:\s*({_NUMBER})\s*$")
-_MAX_PLANES = 1000
-
-
-def parse_planes(text: str) -> tuple[float, ...]:
-    """Planes from ``START:STOP:STEP`` (µm, STOP included) or a list ``A,B,C``.
-
-    Parameters
-    ----------
-    text : str
-        ``"-8:8:2"`` gives the 9 planes -8, -6, ..., 8; ``"-4,0,2.5"`` three planes.
-
-    Returns
-    -------
-    tuple of float
-
-    Raises
-    ------
-    ValueError
-        Malformed text, a step ≤ 0, STOP < START, or more than 1000 planes.
-    """
-    match = _RANGE.match(text)
-    if match:
-        start, stop, step = (float(v) for v in match.groups())
-        if not step > 0:
-            raise ValueError(
-                f"planes {text!r}: the step must be more than 0 µm, e.g. -8:8:2."
-            )
-        if stop < start:
-            raise ValueError(
-                f"planes {text!r}: STOP ({stop:g}) is below START ({start:g}); "
-                "write START:STOP:STEP with START ≤ STOP, e.g. -8:8:2."
-            )
-        count = math.floor((stop - start) / step + 1e-9) + 1
-        if count > _MAX_PLANES:
-            raise ValueError(f"planes {text!r} gives {count} planes; at most 1000.")
-        return tuple(round(start + k * step, 9) for k in range(count))
-    try:
-        planes = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        planes = ()
-    if not planes or not all(math.isfinite(p) for p in planes):
-        raise ValueError(
-            f"planes {text!r}: expected START:STOP:STEP in µm (STOP included, e.g. "
-            "-8:8:2 for 9 planes) or a list such as -4,0,4."
-        )
-    return planes
-
-
-def default_planes(
-    dz_range_um: float, step_um: float = DEFAULT_PLANE_STEP_UM
-) -> tuple[float, ...]:
-    """Multiples of ``step_um`` within ±80 % of a model's trained range.
-
-    ±8 µm (9 planes) for the default model (±10 µm): the outer part of the range is
-    where a Deep-Z model is least reliable.
-    """
-    half = math.floor(_DEFAULT_RANGE_FRACTION * dz_range_um / step_um + 1e-9)
-    return tuple(float(k * step_um) for k in range(-half, half + 1))
 
 
 def _sha256(path: Path) -> str:
@@ -180,24 +121,16 @@ class RefocuserProcessor:
         self.model = model
         self.model_path = resolve_model_path(model)
         self.info: ModelInfo = read_model_info(self.model_path)
-        planes = (
-            default_planes(self.info.dz_range_um)
-            if planes_um is None
-            else tuple(float(p) for p in np.atleast_1d(np.asarray(planes_um, float)))
-        )
-        if not planes or not all(math.isfinite(p) for p in planes):
-            raise InferenceError(
-                f"planes must be a non-empty list of distances in µm, got {planes}."
+        if planes_um is None:
+            planes_um = default_planes(self.info.dz_range_um)
+        try:
+            self._planes = check_planes(
+                np.atleast_1d(np.asarray(planes_um, float)),
+                self.info.dz_range_um,
+                model=f"model {self.info.name!r}",
             )
-        limit = self.info.dz_range_um
-        outside = [p for p in planes if abs(p) > limit * (1 + 1e-6)]
-        if outside:
-            raise InferenceError(
-                f"Planes {', '.join(f'{p:g}' for p in outside)} µm are outside model "
-                f"{self.info.name!r}'s trained range ±{limit:g} µm; choose planes "
-                f"within it (e.g. --planes {-int(limit)}:{int(limit)}:2)."
-            )
-        self._planes = planes
+        except (PlaneError, ValueError) as exc:
+            raise InferenceError(f"Planes: {exc}") from None
         self.backend = backend
         self.device = device
         self.threads = threads
@@ -312,6 +245,8 @@ class RefocuserProcessor:
             "model_na": self.info.na,
             "dz_range_um": self.info.dz_range_um,
             "backend": self.backend if refocuser is None else refocuser.backend,
+            # why backend "auto" left TensorRT for torch (None: it did not)
+            "backend_fallback": getattr(refocuser, "backend_fallback", None),
             "device": self.device if refocuser is None else str(refocuser.device),
             "planes_um": list(self._planes),
             "model_mismatch": list(self.mismatches),
@@ -550,10 +485,13 @@ def _raw_pixel_size(path: Path, run: dict[str, Any]) -> float | None:
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
-            ome = tif.ome_metadata or ""
-        match = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', ome)
-        if match:
-            return float(match.group(1))
+            ome = tif.ome_metadata
+        if ome:  # another writer's OME-TIFF: the first image's Pixels
+            image = tifffile.xml2dict(ome).get("OME", {}).get("Image", {})
+            image = image[0] if isinstance(image, list) else image
+            size = image.get("Pixels", {}).get("PhysicalSizeX")
+            if isinstance(size, (int, float)) and size > 0:
+                return float(size)
     return None
 
 

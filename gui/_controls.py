@@ -323,20 +323,23 @@ class ControlsWidget(QWidget):
             )
         check_planes_in_model_range(planes, self._model_range(model))
         try:
-            return LiveSettings(
-                config=config,
-                exposure_ms=self.exposure_box.value(),
-                led_intensity_pct=self.led_box.value(),
-                interval_ms=self.interval_box.value(),
-                frames=None
-                if self.continuous_box.isChecked()
-                else self.frames_box.value(),
-                planes_um=planes,
-                model=model,
-                backend=self.backend_box.currentText(),
-                policy=self.policy_box.currentText(),
-                output=next_free_path(Path(output_text).expanduser()),
-                save_volumes=self.save_volumes_box.isChecked(),
+            # the combo boxes' texts are checked by the model (backend, policy)
+            return LiveSettings.model_validate(
+                {
+                    "config": config,
+                    "exposure_ms": self.exposure_box.value(),
+                    "led_intensity_pct": self.led_box.value(),
+                    "interval_ms": self.interval_box.value(),
+                    "frames": None
+                    if self.continuous_box.isChecked()
+                    else self.frames_box.value(),
+                    "planes_um": planes,
+                    "model": model,
+                    "backend": self.backend_box.currentText(),
+                    "policy": self.policy_box.currentText(),
+                    "output": next_free_path(Path(output_text).expanduser()),
+                    "save_volumes": self.save_volumes_box.isChecked(),
+                }
             )
         except ValidationError as error:
             raise SettingsError(_readable(error)) from error
@@ -381,7 +384,7 @@ class ControlsWidget(QWidget):
         except SettingsError as error:
             self.invalid.emit(str(error))
             return
-        signal.emit(settings)  # type: ignore[attr-defined]
+        signal.emit(settings)
 
     def _update_plane_count(self) -> None:
         try:

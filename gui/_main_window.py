@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
 )
 
 from deepz_live.gui._controls import ControlsWidget
-from deepz_live.gui._session import LiveController, SessionFactory
+from deepz_live.gui._session import ControllerState, LiveController, SessionFactory
 from deepz_live.gui._telemetry import Telemetry, TelemetryWidget
 from deepz_live.gui._volume_view import VolumeView
 from deepz_live.inference import LIVE_MODEL_NAME
@@ -204,8 +204,9 @@ class DeepzPanel(QMainWindow):
             self.show_error(str(error))
 
     def _on_state(self, state: str) -> None:
-        self.controls.set_running(state != "idle")
-        if state != "idle":
+        running = state != ControllerState.IDLE
+        self.controls.set_running(running)
+        if running:
             self.statusBar().showMessage(state.capitalize() + "…")
 
     def _on_geometry(self, pixel_size_um: float, planes: tuple[float, ...]) -> None:

@@ -22,7 +22,7 @@ __all__ = ["grab_with_canvases", "save_screenshot"]
 
 
 def _canvases_in(widget: QWidget) -> list[SceneCanvas]:
-    canvases = []
+    canvases: list[SceneCanvas] = []
     for child in [widget, *widget.findChildren(QWidget)]:
         canvases.extend(getattr(child, "canvases", lambda: [])())
     return canvases
@@ -71,6 +71,7 @@ def save_screenshot(widget: QWidget, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image = grab_with_canvases(widget)
-    if not image.save(str(path), "PNG"):
+    # PySide6 takes the format as str; its stubs say bytes
+    if not image.save(str(path), "PNG"):  # type: ignore[call-overload]
         raise OSError(f"could not write the screenshot to {path}")
     return path

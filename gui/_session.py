@@ -15,6 +15,14 @@ Threading contract
 Everything that depends on the live session's exact names lives in this module:
 `LiveSessionLike` (what is expected), `SESSION_EVENTS` (signal names) and the helpers
 that read the pixel size and the core.
+
+The controller has its own `ControllerState`, not the session's `LiveState`: it runs
+many sessions one after another and returns to ``idle`` after each (a session ends in
+``finished``, ``stopped`` or ``failed`` and is never reused); it is ``starting`` while
+the microscope and the model open, before any session exists; and it is ``stopping``
+from the Stop button until the session's end report, a state a session does not
+have. Its ``running`` covers the session's ``starting``, ``acquiring`` and
+``catching_up``: the panel offers the same buttons in all three.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from qtpy.QtCore import QObject, QTimer, Signal
@@ -35,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SESSION_EVENTS",
+    "ControllerState",
     "LiveController",
     "LiveSessionLike",
     "SessionFactory",
@@ -42,6 +52,22 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+
+class ControllerState(str, Enum):
+    """Where a `LiveController` is; compares equal to (and prints as) its value."""
+
+    IDLE = "idle"
+    """No run: Start and Snap are offered."""
+    STARTING = "starting"
+    """Opening the microscope and the model, then starting the session."""
+    RUNNING = "running"
+    """The session runs (setting up, acquiring or catching up)."""
+    STOPPING = "stopping"
+    """Stop was asked for; waiting for the session's end report."""
+
+    def __str__(self) -> str:  # the value, as enum.StrEnum (Python ≥ 3.11) does
+        return str(self.value)
 
 
 @runtime_checkable
@@ -142,7 +168,7 @@ class LiveController(QObject):
     """
 
     state_changed = Signal(str)
-    """``idle``, ``starting``, ``running`` or ``stopping``."""
+    """The new `ControllerState`, as its string value."""
     run_started = Signal(object)
     """The `LiveSettings` of a run that started."""
     frame_ready = Signal(int, object)
@@ -178,7 +204,7 @@ class LiveController(QObject):
         self._factory = factory
         self._session: Any = None
         self._settings: LiveSettings | None = None
-        self._state = "idle"
+        self._state = ControllerState.IDLE
         self._run_id = 0
         self.throttle = LatestOnlyThrottle(rate_hz, parent=self)
         self.throttle.subscribe("frame", lambda v: self.frame_ready.emit(*v))
@@ -194,7 +220,7 @@ class LiveController(QObject):
 
     # -- commands ----------------------------------------------------------------------
     @property
-    def state(self) -> str:
+    def state(self) -> ControllerState:
         """``idle``, ``starting``, ``running`` or ``stopping``."""
         return self._state
 
@@ -205,12 +231,12 @@ class LiveController(QObject):
 
     def start(self, settings: LiveSettings, *, snap: bool = False) -> None:
         """Open a session for ``settings`` in a worker thread and start it."""
-        if self._state != "idle":
+        if self._state != ControllerState.IDLE:
             raise RuntimeError(f"a run is already {self._state}")
         self._run_id += 1
         self._settings = settings
         self.throttle.clear()
-        self._set_state("starting")
+        self._set_state(ControllerState.STARTING)
         thread = threading.Thread(
             target=self._open,
             args=(settings, snap, self._run_id),
@@ -225,9 +251,9 @@ class LiveController(QObject):
 
     def stop(self) -> None:
         """Ask the running session to stop (returns at once)."""
-        if self._state not in ("running", "starting"):
+        if self._state not in (ControllerState.RUNNING, ControllerState.STARTING):
             return
-        self._set_state("stopping")
+        self._set_state(ControllerState.STOPPING)
         if self._session is None:  # still opening: stopped once it has opened
             return
         try:
@@ -313,10 +339,10 @@ class LiveController(QObject):
         pixel = session_pixel_size_um(session)
         self.geometry_known.emit(pixel or 1.0, tuple(self._settings.planes_um))
         self.core_available.emit(session_core(session))
-        if self._state == "stopping":  # Stop was pressed while it opened
+        if self._state == ControllerState.STOPPING:  # Stop pressed while it opened
             session.stop()
         else:
-            self._set_state("running")
+            self._set_state(ControllerState.RUNNING)
         self._poll.start()
         self.run_started.emit(self._settings)
 
@@ -340,13 +366,13 @@ class LiveController(QObject):
         )
 
     def _end_finished(self, summary: Any) -> None:
-        if self._state == "idle":  # a second end report of the same run
+        if self._state == ControllerState.IDLE:  # a second end report of the run
             return
         self._end()
         self.run_finished.emit(summary)
 
     def _end_failed(self, message: str) -> None:
-        if self._state == "idle":
+        if self._state == ControllerState.IDLE:
             _log.warning("run failed after it ended: %s", message)
             return
         self._end()
@@ -364,9 +390,9 @@ class LiveController(QObject):
                 threading.Thread(
                     target=close, daemon=True, name="deepz-panel-close"
                 ).start()
-        self._set_state("idle")
+        self._set_state(ControllerState.IDLE)
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: ControllerState) -> None:
         if state != self._state:
             self._state = state
-            self.state_changed.emit(state)
+            self.state_changed.emit(state.value)

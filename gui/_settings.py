@@ -6,13 +6,19 @@ the data it produced (``settings.model_dump_json()``), and handed to the live se
 
 from __future__ import annotations
 
-import itertools
-import math
 from pathlib import Path  # noqa: TC003  (pydantic needs it at run time)
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from deepz_live.acquisition import (
+    MAX_PLANES,
+    POLICY_DESCRIPTIONS,
+    PlaneError,
+    Policy,
+    check_planes,
+)
+from deepz_live.acquisition import planes_from_range as acquisition_planes_from_range
 from deepz_live.inference import LIVE_MODEL_NAME
 
 __all__ = [
@@ -28,14 +34,9 @@ __all__ = [
 BACKENDS: tuple[str, ...] = ("auto", "torch", "onnxruntime")
 """Refocusing backends offered in the panel (``auto`` picks the fastest installed)."""
 
-INFERENCE_POLICIES: dict[str, str] = {
-    "latest": "live preview: refocus the newest frame, skip (and count) the others",
-    "all": "refocus every frame, catching up from the raw file after the camera",
-}
-"""What the inference worker does when frames arrive faster than it refocuses."""
-
-MAX_PLANES = 201
-"""More planes than this is almost certainly a typo (e.g. a step of 0.01 µm)."""
+INFERENCE_POLICIES: dict[Policy, str] = POLICY_DESCRIPTIONS
+"""What the inference worker does when frames arrive faster than it refocuses (the
+acquisition layer's `POLICY_DESCRIPTIONS`)."""
 
 
 class SettingsError(ValueError):
@@ -81,22 +82,14 @@ class LiveSettings(BaseModel):
     planes_um: tuple[float, ...] = (-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0)
     model: str = LIVE_MODEL_NAME
     backend: Literal["auto", "torch", "onnxruntime"] = "auto"
-    policy: Literal["latest", "all"] = "latest"
+    policy: Policy = "latest"
     output: Path
     save_volumes: bool = False
 
     @field_validator("planes_um")
     @classmethod
     def _planes_increasing(cls, planes: tuple[float, ...]) -> tuple[float, ...]:
-        if not planes:
-            raise ValueError("choose at least one refocus plane")
-        if len(planes) > MAX_PLANES:
-            raise ValueError(f"{len(planes)} planes is more than {MAX_PLANES}")
-        if not all(math.isfinite(p) for p in planes):
-            raise ValueError("refocus planes must be finite numbers")
-        if any(b <= a for a, b in itertools.pairwise(planes)):
-            raise ValueError("refocus planes must increase")
-        return planes
+        return check_planes(planes)
 
     @field_validator("model")
     @classmethod
@@ -128,40 +121,20 @@ def planes_from_range(
 ) -> tuple[float, ...]:
     """Planes from ``start_um`` to ``stop_um`` inclusive every ``step_um``.
 
-    Raises
-    ------
-    SettingsError
-        If the step is not positive, the range is reversed or holds too many planes.
+    The rules are `deepz_live.acquisition.planes_from_range`'s; this raises them as
+    `SettingsError` for the panel.
     """
-    values = (start_um, stop_um, step_um)
-    if not all(math.isfinite(v) for v in values):
-        raise SettingsError("Refocus planes: range and step must be numbers.")
-    if step_um <= 0:
-        raise SettingsError(
-            f"Refocus planes: the step must be > 0 µm, got {step_um:g}."
-        )
-    if stop_um < start_um:
-        raise SettingsError(
-            f"Refocus planes: 'from' ({start_um:g} µm) is above 'to' ({stop_um:g} µm)."
-        )
-    count = math.floor((stop_um - start_um) / step_um + 1e-9) + 1
-    if count > MAX_PLANES:
-        raise SettingsError(
-            f"Refocus planes: {count} planes from {start_um:g} to {stop_um:g} µm every "
-            f"{step_um:g} µm; at most {MAX_PLANES}."
-        )
-    # rounding keeps 0.1-µm steps printable (0.30000000000000004 -> 0.3)
-    return tuple(round(start_um + i * step_um, 6) for i in range(count))
+    try:
+        return acquisition_planes_from_range(start_um, stop_um, step_um)
+    except PlaneError as error:
+        raise SettingsError(f"Refocus planes: {error}") from None
 
 
 def check_planes_in_model_range(
     planes_um: tuple[float, ...], dz_range_um: float
 ) -> None:
     """Raise `SettingsError` if a plane lies outside the model's trained ±range."""
-    outside = [p for p in planes_um if abs(p) > dz_range_um + 1e-9]
-    if outside:
-        raise SettingsError(
-            f"Refocus planes: {', '.join(f'{p:+g}' for p in outside[:3])} µm "
-            f"{'is' if len(outside) == 1 else 'are'} outside the model's trained range "
-            f"of ±{dz_range_um:g} µm; the model does not extrapolate. Narrow the range."
-        )
+    try:
+        check_planes(planes_um, dz_range_um)
+    except PlaneError as error:
+        raise SettingsError(f"Refocus planes: {error}") from None

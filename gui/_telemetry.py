@@ -6,7 +6,8 @@ snapshot, whatever its exact field names, so the names are fixed in one place.
 
 Light dose is shown per volume and for the whole run, next to what a scanned z-stack
 of the same volumes would have cost: one exposure per plane of the volume instead of
-one per frame, so the factor is the volume's plane count.
+one per frame, so the factor is the volume's plane count
+(`acquisition.equivalent_zstack_dose`, the rule the session's own figures follow).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QFont
 from qtpy.QtWidgets import QGridLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
+
+from deepz_live.acquisition import equivalent_zstack_dose
 
 __all__ = [
     "Telemetry",
@@ -110,8 +113,8 @@ class Telemetry:
             )
         if planes_per_volume:
             values["zstack_planes"] = int(planes_per_volume)
-            values["equivalent_zstack_dose_J_cm2"] = (
-                None if total is None else float(total) * planes_per_volume
+            values["equivalent_zstack_dose_J_cm2"] = equivalent_zstack_dose(
+                total, int(planes_per_volume)
             )
         elif values["equivalent_zstack_dose_J_cm2"] is not None and total:
             values["zstack_planes"] = round(
@@ -122,9 +125,9 @@ class Telemetry:
     @property
     def zstack_dose_per_volume_J_cm2(self) -> float | None:
         """The dose of scanning one volume as a z-stack (per frame × planes)."""
-        if self.dose_per_frame_J_cm2 is None or not self.zstack_planes:
+        if not self.zstack_planes:
             return None
-        return self.dose_per_frame_J_cm2 * self.zstack_planes
+        return equivalent_zstack_dose(self.dose_per_frame_J_cm2, self.zstack_planes)
 
     def with_redraw_rate(self, redraws_per_s: float) -> Telemetry:
         """A copy with the panel's own redraw rate."""

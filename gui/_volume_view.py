@@ -406,7 +406,7 @@ class VolumeView(QWidget):
         self._colormap = COLORMAPS[0]
         self._method = "mip"
         self._z_scale: float | None = None
-        self._shape_shown: tuple[int, ...] | None = None
+        self._shape_shown: tuple[object, ...] | None = None
         self._frame_framing: tuple[Any, ...] | None = None
         self.volumes_drawn = 0
 
@@ -534,12 +534,12 @@ class VolumeView(QWidget):
         if volume.dtype != np.float32:
             volume = volume.astype(np.float32)
         n_planes = volume.shape[0]
-        if planes_um is None:
-            if self._planes_um.size != n_planes:
-                planes_um = np.arange(n_planes, dtype=float)
-            else:
-                planes_um = self._planes_um
-        planes = np.asarray(planes_um, dtype=float).ravel()
+        if planes_um is not None:
+            planes = np.asarray(planes_um, dtype=float).ravel()
+        elif self._planes_um.size != n_planes:
+            planes = np.arange(n_planes, dtype=float)
+        else:
+            planes = self._planes_um
         if planes.size != n_planes:
             raise ValueError(
                 f"{planes.size} plane positions for a volume of {n_planes} planes"
@@ -827,8 +827,9 @@ class VolumeView(QWidget):
         self.plane_slider.blockSignals(True)
         self.plane_slider.setRange(float(planes[0]), float(planes[-1]))
         step = float(np.min(np.diff(planes))) if planes.size > 1 else 1.0
-        self.plane_slider.setSingleStep(step)
-        self.plane_slider.setPageStep(step)
+        # superqt's double slider takes float steps; its stubs say int
+        self.plane_slider.setSingleStep(step)  # type: ignore[arg-type]
+        self.plane_slider.setPageStep(step)  # type: ignore[arg-type]
         self.plane_slider.blockSignals(False)
         self._sync_slider()
 

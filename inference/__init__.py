@@ -4,6 +4,9 @@ Works on arrays and files only: this layer never imports ``acquisition``, ``gui`
 Qt, and torch is imported only when a network is built or run.
 """
 
+from ._apply import predict_normalized
+from ._bench import BenchResult, bench_all, bench_refocuser
+from ._defaults import TrainingDefaults, training_defaults
 from ._errors import (
     InferenceError,
     ModelFileError,
@@ -34,17 +37,32 @@ from ._networks import (
     required_multiple,
 )
 from ._normalize import Normalization
-from ._pairs import PairConfig, PairSampler, target_for_dpm
+from ._pairs import (
+    PairConfig,
+    PairSampler,
+    SplitRegion,
+    TargetNormalization,
+    target_for_dpm,
+)
 from ._refocuser import Refocuser
-from ._register import estimate_shift, register_pair
+from ._register import estimate_shift, register_pair, valid_slices
+from ._runtime import pick_device
 from ._stacks import ZStack, read_stacks
-from ._train import TrainConfig, Trainer
+from ._tensorrt import (
+    TensorRTBuildError,
+    export_tensorrt,
+    import_tensorrt,
+    sidecar_path,
+)
+from ._train import EpochLog, TrainConfig, Trainer, with_overrides
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
     "LIVE_MODEL_NAME",
+    "BenchResult",
     "BinMetrics",
     "DiscriminatorConfig",
+    "EpochLog",
     "EvaluationResult",
     "GeneratorConfig",
     "InferenceError",
@@ -56,10 +74,16 @@ __all__ = [
     "PairConfig",
     "PairSampler",
     "Refocuser",
+    "SplitRegion",
     "StackFormatError",
+    "TargetNormalization",
+    "TensorRTBuildError",
     "TrainConfig",
     "Trainer",
+    "TrainingDefaults",
     "ZStack",
+    "bench_all",
+    "bench_refocuser",
     "build_discriminator",
     "build_generator",
     "bundled_model_names",
@@ -68,9 +92,13 @@ __all__ = [
     "estimate_shift",
     "evaluate_stacks",
     "export_onnx",
+    "export_tensorrt",
+    "import_tensorrt",
     "load_model",
     "nrmse",
+    "pick_device",
     "plot_evaluation",
+    "predict_normalized",
     "psnr",
     "read_model_info",
     "read_stacks",
@@ -78,6 +106,10 @@ __all__ = [
     "required_multiple",
     "resolve_model_path",
     "save_model",
+    "sidecar_path",
     "ssim",
     "target_for_dpm",
+    "training_defaults",
+    "valid_slices",
+    "with_overrides",
 ]

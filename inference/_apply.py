@@ -12,7 +12,7 @@ planes (`interpolate_planes`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import numpy as np
 
@@ -45,7 +45,7 @@ def pad_to_multiple(image: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple
     pw = (-w) % multiple
     top, left = ph // 2, pw // 2
     pad = [(0, 0)] * (image.ndim - 2) + [(top, ph - top), (left, pw - left)]
-    mode = "reflect" if min(h, w) > max(ph, pw) else "edge"
+    mode: Literal["reflect", "edge"] = "reflect" if min(h, w) > max(ph, pw) else "edge"
     padded = np.pad(image, pad, mode=mode)
     return padded, (slice(top, top + h), slice(left, left + w))
 
@@ -205,7 +205,7 @@ def predict_normalized(
         _InMemoryRunner(generator, device),
         normalized_input,
         dpm_um,
-        config=generator.config,
+        config=cast("GeneratorConfig", generator.config),
         dpm_scale_um=dpm_scale_um,
         batch_size=batch_size,
     )

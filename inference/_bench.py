@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -76,7 +76,9 @@ def bench_refocuser(
         model, backend=backend, device=device, threads=threads,
         batch_size=planes, precision=precision,
     )  # fmt: skip
-    distances = np.linspace(-refocuser.dz_range_um, refocuser.dz_range_um, planes)
+    distances = np.linspace(
+        -refocuser.dz_range_um, refocuser.dz_range_um, planes
+    ).tolist()
     frame = camera_like_frame(size)
     for _ in range(warmup):
         refocuser.refocus(frame, distances)
@@ -111,7 +113,7 @@ def bench_refocuser(
     )
 
 
-def _device_name(device: object) -> str:
+def _device_name(device: Any) -> str:
     """``cpu``, or the GPU's name (``cuda:0 NVIDIA H100 80GB HBM3``)."""
     if getattr(device, "type", "cpu") != "cuda":
         return str(device)

@@ -404,7 +404,8 @@ def _module_classes() -> dict[str, type]:
             if config.residual:
                 # Start training from the identity (output = input image).
                 nn.init.zeros_(self.head.weight)
-                nn.init.zeros_(self.head.bias)
+                if self.head.bias is not None:
+                    nn.init.zeros_(self.head.bias)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             """Refocus ``(N, in_channels, H, W)``; H and W multiples of 2**depth."""

@@ -14,12 +14,24 @@ and ``tensorrt`` (NVIDIA GPUs; engines built per frame size and cached, see
 GPU by this project).
 ``backend="auto"`` picks ONNX Runtime on the CPU when it is installed (measured faster
 than torch there: 1.00 vs 0.73 volumes/s at 256² × 21 planes on this project's 2-core
-machine) and torch on CUDA. On CUDA the torch backend runs in fp32, fp16 or bf16
-(``precision=``) and replays one CUDA graph per input shape.
+machine), else torch; on CUDA it picks TensorRT when ``tensorrt`` can be imported,
+else torch. When that TensorRT cannot make an engine (`TensorRTBuildError`: export,
+parse or build failed), ``auto`` falls back to torch on the same GPU, warns once and
+records why in `Refocuser.backend_fallback`; an explicit ``backend="tensorrt"``
+raises instead.
+
+On CUDA the torch backend runs in fp32, fp16 or bf16 (``precision=``), under
+`inference._runtime.cuda_inference_flags` (fp32 is IEEE float32, no TF32, as in
+TensorRT; cuDNN autotunes its algorithms for the fixed shapes), and replays one
+CUDA graph per input shape, captured on the backend's own GPU.
+
+Only the torch backend loads the generator into torch; the others read the model's
+description and build their runtime from the exported graph.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -28,9 +40,14 @@ import numpy as np
 from deepz_live.inference._apply import NetworkRunner, apply_generator
 from deepz_live.inference._errors import InferenceError, ModelQualityWarning
 from deepz_live.inference._export import check_precision_name
-from deepz_live.inference._modelfile import DEFAULT_MODEL_NAME, load_model
+from deepz_live.inference._modelfile import (
+    DEFAULT_MODEL_NAME,
+    load_model,
+    read_model_info,
+)
 from deepz_live.inference._networks import GeneratorConfig, required_multiple
 from deepz_live.inference._normalize import Normalization
+from deepz_live.inference._runtime import cuda_inference_flags, pick_device
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -41,20 +58,18 @@ if TYPE_CHECKING:
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
-def _auto_backend(device: str) -> str:
-    """ONNX Runtime for CPU inference when installed, else torch."""
+def _auto_backend(device: Any) -> str:
+    """On CUDA: TensorRT when importable, else torch. On the CPU: ONNX Runtime when
+    installed, else torch."""
+    if device.type == "cuda":
+        from deepz_live.inference._tensorrt import tensorrt_available
+
+        return "tensorrt" if tensorrt_available() else "torch"
     import importlib.util
 
-    on_cpu = device == "cpu" or (device == "auto" and not _cuda_available())
-    if on_cpu and importlib.util.find_spec("onnxruntime") is not None:
+    if importlib.util.find_spec("onnxruntime") is not None:
         return "onnxruntime"
     return "torch"
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
 
 
 class _TorchBackend:
@@ -65,6 +80,14 @@ class _TorchBackend:
     channels-last, and one CUDA graph per input shape: the first call of a shape
     records the network's kernels, later calls replay them without Python or
     launch overhead (``cuda_graphs=False`` runs eagerly instead).
+
+    Every CUDA call runs with the backend's device made current
+    (``torch.cuda.device``) and under `cuda_inference_flags`:
+    ``torch.cuda.graph`` captures on the current device, so without it a model on
+    ``cuda:1`` would be captured (or not) on ``cuda:0``. Warm-up and capture use
+    one side stream of that device; capture errors only on this thread's unsafe
+    calls (``capture_error_mode="thread_local"``): the worker thread owns the
+    model, other threads may use CUDA meanwhile.
     """
 
     name = "torch"
@@ -86,6 +109,18 @@ class _TorchBackend:
         self.use_graphs = bool(cuda_graphs and device.type == "cuda")
         self.buffers: dict[tuple[int, int, int, int], Any] = {}
         self.graphs: dict[tuple[int, int, int, int], tuple[Any, Any]] = {}
+        self._side_stream: Any = None
+
+    def _scope(self) -> contextlib.ExitStack:
+        """No autograd; on CUDA also this device current and `cuda_inference_flags`."""
+        import torch
+
+        scope = contextlib.ExitStack()
+        scope.enter_context(torch.inference_mode())
+        if self.device.type == "cuda":
+            scope.enter_context(torch.cuda.device(self.device))
+            scope.enter_context(cuda_inference_flags())
+        return scope
 
     def _buffer(self, n: int, channels: int, height: int, width: int) -> Any:
         import torch
@@ -99,7 +134,10 @@ class _TorchBackend:
         return buffer
 
     def _forward(self, x: Any) -> Any:
-        """The generator on the buffer ``x``; replays a CUDA graph when enabled."""
+        """The generator on the buffer ``x``; replays a CUDA graph when enabled.
+
+        Called inside `_scope`: on CUDA, ``self.device`` is the current device.
+        """
         if not self.use_graphs:
             return self.generator(x)
         key = tuple(x.shape)
@@ -113,15 +151,18 @@ class _TorchBackend:
     def _record(self, x: Any) -> tuple[Any, Any]:
         import torch
 
-        # warm up on a side stream (cuDNN picks its algorithms), then capture
-        side = torch.cuda.Stream(self.device)
+        if self._side_stream is None:
+            self._side_stream = torch.cuda.Stream(self.device)
+        side = self._side_stream
+        # warm up on the side stream (cuDNN benchmarks and picks its algorithms,
+        # the allocator settles), then capture on it
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(3):
                 self.generator(x)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
             output = self.generator(x)
         return graph, output
 
@@ -130,7 +171,7 @@ class _TorchBackend:
         import torch
 
         n = dpm.shape[0]
-        with torch.inference_mode():
+        with self._scope():
             x = self._buffer(n, 2, *image.shape)
             x[:, 0].copy_(torch.from_numpy(image).expand(n, *image.shape))
             x[:, 1].copy_(torch.from_numpy(np.ascontiguousarray(dpm)))
@@ -140,7 +181,7 @@ class _TorchBackend:
         """(H, W) normalized image -> (K, H, W): the planes of a stack model."""
         import torch
 
-        with torch.inference_mode():
+        with self._scope():
             x = self._buffer(1, 1, *image.shape)
             x[0, 0].copy_(torch.from_numpy(image))
             return self._forward(x)[0].float().cpu().numpy()
@@ -196,7 +237,10 @@ class Refocuser:
     model : str or Path
         A bundled model name (``"default"``) or a model file.
     backend : str
-        ``"auto"`` or one of `BACKENDS`.
+        One of `BACKENDS`, or ``"auto"``: on CUDA TensorRT when importable, else
+        torch; on the CPU ONNX Runtime when installed, else torch. ``"auto"`` falls
+        back from TensorRT to torch when no engine can be built (see
+        ``backend_fallback``); an explicit ``"tensorrt"`` raises instead.
     device : str
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (``"auto"``: CUDA when available).
     threads : int, optional
@@ -208,6 +252,15 @@ class Refocuser:
         tensorrt backends; TensorRT sets it in the exported ONNX graph).
     cuda_graphs : bool
         Torch backend on CUDA: record one CUDA graph per input shape and replay it.
+
+    Attributes
+    ----------
+    backend : str
+        The backend that runs the network (after ``"auto"`` and any fallback).
+    backend_fallback : str or None
+        Why ``"auto"`` fell back from TensorRT to torch, or None.
+    device : torch.device
+        Where the network runs (CUDA devices with their index).
 
     Examples
     --------
@@ -227,9 +280,7 @@ class Refocuser:
         cuda_graphs: bool = True,
     ) -> None:
         check_precision_name(precision)  # reduced precisions run on CUDA only
-        if backend == "auto":
-            backend = _auto_backend(device)
-        if backend not in BACKENDS:
+        if backend != "auto" and backend not in BACKENDS:
             raise InferenceError(
                 f"Backend {backend!r} is not available; choose one of "
                 f"{', '.join(BACKENDS)} (or 'auto')."
@@ -238,9 +289,10 @@ class Refocuser:
             raise InferenceError(f"batch_size must be ≥ 1, got {batch_size}.")
         import torch
 
-        from deepz_live.inference._train import pick_device
-
         self.device = pick_device(device)
+        auto = backend == "auto"
+        if auto:
+            backend = _auto_backend(self.device)
         if backend == "onnxruntime" and self.device.type != "cpu":
             raise InferenceError(
                 "The onnxruntime backend runs on the CPU here; use backend='torch' "
@@ -262,7 +314,8 @@ class Refocuser:
             )
         if threads is not None:
             torch.set_num_threads(int(threads))
-        generator, self.info = load_model(model, device=str(self.device))
+        # the description only: the generator goes into torch for that backend alone
+        self.info = read_model_info(model)
         if self.info.training.get("beats_identity") is False:
             warnings.warn(
                 f"Model {self.info.name!r} never beat the identity on its held-out "
@@ -277,26 +330,31 @@ class Refocuser:
                 "same-modality refocusing models only (use deepz evaluate for "
                 "cross-modality models)."
             )
-        self._backend: NetworkRunner
-        if backend == "torch":
-            self._backend = _TorchBackend(
-                generator, self.device, precision, cuda_graphs
-            )
-        elif backend == "onnxruntime":
-            self._backend = _OnnxRuntimeBackend(model, threads)
-        else:
-            from deepz_live.inference._tensorrt import TensorRTBackend
-
-            # engines are built (or loaded from the cache) per padded frame size
-            self._backend = TensorRTBackend(
-                model, device=self.device, precision=precision, batch=batch_size
-            )
-        self.backend = backend
         self.precision = precision
         self.normalization = Normalization.from_dict(self.info.normalization)
         self.config = GeneratorConfig.from_dict(self.info.generator)
         self.multiple = required_multiple(self.config)
         self.batch_size = batch_size
+        self._model = model
+        self._threads = threads
+        self._cuda_graphs = cuda_graphs
+        #: why ``backend="auto"`` left TensorRT for torch (None: it did not)
+        self.backend_fallback: str | None = None
+        # errors that make "auto" fall back to torch: TensorRT build failures only
+        self._fallback_errors: tuple[type[Exception], ...] = ()
+        self._backend: NetworkRunner
+        self.backend = backend
+        if backend == "tensorrt":
+            from deepz_live.inference._tensorrt import TensorRTBuildError
+
+            if auto:
+                self._fallback_errors = (TensorRTBuildError,)
+            try:
+                self._backend = self._make_backend(backend)
+            except self._fallback_errors as exc:
+                self._fall_back_to_torch(exc)
+        else:
+            self._backend = self._make_backend(backend)
 
     # -- public --------------------------------------------------------------------
     @property
@@ -376,14 +434,54 @@ class Refocuser:
                 f"±{self.dz_range_um:g} µm; choose planes within it."
             )
 
+    def _make_backend(self, backend: str) -> NetworkRunner:
+        if backend == "torch":
+            generator, _ = load_model(self._model, device=str(self.device))
+            return _TorchBackend(
+                generator, self.device, self.precision, self._cuda_graphs
+            )
+        if backend == "onnxruntime":
+            return _OnnxRuntimeBackend(self._model, self._threads)
+        from deepz_live.inference._tensorrt import TensorRTBackend
+
+        # engines are built (or loaded from the cache) per padded frame size
+        return TensorRTBackend(
+            self._model,
+            device=self.device,
+            precision=self.precision,
+            batch=self.batch_size,
+        )
+
+    def _fall_back_to_torch(self, error: Exception) -> None:
+        """``backend="auto"``: TensorRT could not make an engine; use torch (once)."""
+        reason = f"TensorRT could not make an engine: {error}"
+        warnings.warn(
+            f"{reason}. Falling back to the torch backend on {self.device} "
+            "(recorded as backend_fallback).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        self._fallback_errors = ()  # one fallback, one warning
+        self._backend = self._make_backend("torch")
+        self.backend = "torch"
+        self.backend_fallback = reason
+
     def _run(self, image: np.ndarray, dpm_um: np.ndarray) -> np.ndarray:
         scale = self.normalization.scale_of(image)
-        out = apply_generator(
+        normalized = self.normalization.apply(image, scale)
+        try:
+            out = self._apply(normalized, dpm_um)
+        except self._fallback_errors as exc:  # engines are built on first use
+            self._fall_back_to_torch(exc)
+            out = self._apply(normalized, dpm_um)
+        return self.normalization.invert(out, scale)
+
+    def _apply(self, normalized: np.ndarray, dpm_um: np.ndarray) -> np.ndarray:
+        return apply_generator(
             self._backend,
-            self.normalization.apply(image, scale),
+            normalized,
             dpm_um,
             config=self.config,
             dpm_scale_um=self.info.dpm_scale_um,
             batch_size=self.batch_size,
         )
-        return self.normalization.invert(out, scale)

@@ -305,7 +305,7 @@ def read_stacks(
         series = tif.series[0]
         axes = series.get_axes(False)
         try:
-            data = series.asarray().reshape(series.get_shape(False))
+            data: np.ndarray = series.asarray().reshape(series.get_shape(False))
         except (tifffile.TiffFileError, ValueError, OSError) as exc:
             raise StackFormatError(
                 f"{path}: its pixel data cannot be read ({exc}); the file may be "
@@ -420,7 +420,7 @@ def _ground_truth(
             clean = twin
     if objects_path.is_file():
         try:
-            table = np.genfromtxt(
+            table: Any = np.genfromtxt(  # structured: columns by name
                 objects_path, delimiter=",", names=True, dtype=np.float64
             )
             columns = table.dtype.names or ()
@@ -654,10 +654,14 @@ def _annotation_value(element: ET.Element) -> str | None:
     return None if value is None else value.text
 
 
-def _ome_lens_na(root: ET.Element, image: ET.Element) -> float | None:
+def _ome_lens_na(root: ET.Element, image: ET.Element | None) -> float | None:
     """NA of the objective the image refers to (or of the only objective)."""
     objectives = [e for e in root.iter() if _local(e.tag) == "Objective"]
-    settings = next(iter(_children(image, "ObjectiveSettings")), None)
+    settings = (
+        None
+        if image is None
+        else next(iter(_children(image, "ObjectiveSettings")), None)
+    )
     if settings is not None:
         for objective in objectives:
             if objective.get("ID") == settings.get("ID"):

@@ -12,8 +12,11 @@ flags are gone), so the precision is chosen in the ONNX graph
 (`inference._export.export_onnx` with ``precision=``) and the network is created
 with ``STRONGLY_TYPED`` on 10.x as well: one path for both. The graph's input and
 output stay float32 (casts inside), so the host side is the same for every
-precision. ``"bf16"`` needs compute capability 8.0 or newer (`check_precision`). For
-``"fp32"`` the TF32 builder flag is cleared, so fp32 means fp32.
+precision. ``"bf16"`` needs compute capability 8.0 or newer (`check_precision`) and
+TensorRT 10.6 or newer, whose ONNX parser reads the bfloat16 convolutions of opset
+22 (`check_tensorrt_version`). The TF32 builder flag (on by default) is cleared, so
+float32 means IEEE float32, as in the torch backend
+(`inference._runtime.cuda_inference_flags`).
 
 Shapes. Fixed shapes are faster than dynamic ones, so every engine is built for one
 input shape ``(batch, C, H, W)``: its single optimization profile has
@@ -25,10 +28,16 @@ they are cached in ``$XDG_CACHE_HOME/deepz-live/tensorrt/`` (default
 ``~/.cache/deepz-live/tensorrt/``) under `engine_cache_key`: a SHA-256 over the
 ONNX file's hash, the TensorRT version, the GPU name and compute capability, the
 input shape and the precision. Each ``<key>.engine`` has a ``<key>.engine.json``
-sidecar that says what the key was made of. Files are written aside and renamed
-into place; an engine that fails to deserialize is rebuilt with a warning. One
-timing cache per TensorRT version and GPU (``timing-*.cache``) makes rebuilds and
-new shapes faster.
+sidecar that says what the key was made of. Files are written aside (under a name
+with the process id) and renamed into place; an engine that fails to deserialize is
+rebuilt with a warning. One timing cache per TensorRT version and GPU
+(``timing-*.cache``) makes rebuilds and new shapes faster; before it is saved, the
+cache on disk (another process may have saved its own meanwhile) is merged into it
+(``ITimingCache.combine``), so no process's entries are lost.
+
+Failures to make an engine (the ONNX export, parsing, building, loading what was
+built) raise `TensorRTBuildError`, an `InferenceError`: the `Refocuser` with
+``backend="auto"`` falls back to torch on it.
 
 Threads. A `TensorRTBackend` owns its CUDA stream, device buffers and execution
 contexts; call it from one thread (the inference worker).
@@ -41,7 +50,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -59,6 +67,7 @@ from deepz_live.inference._export import (
 )
 from deepz_live.inference._modelfile import read_model_info, resolve_model_path
 from deepz_live.inference._networks import required_multiple
+from deepz_live.inference._runtime import atomic_write, user_cache_dir, version_tuple
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -72,7 +81,9 @@ __all__ = [
     "PRECISIONS",
     "GpuIdentity",
     "TensorRTBackend",
+    "TensorRTBuildError",
     "check_precision",
+    "check_tensorrt_version",
     "engine_cache_key",
     "engine_input_shape",
     "engine_key_parts",
@@ -91,9 +102,16 @@ _log = logging.getLogger(__name__)
 DEFAULT_WORKSPACE_BYTES = 2 << 30
 #: Version of the build recipe; part of every cache key, so a changed recipe
 #: (flags, profile policy) never reuses engines built the old way.
-ENGINE_FORMAT = 1
+#: 2: TF32 cleared for every precision.
+ENGINE_FORMAT = 2
 #: bfloat16 arithmetic needs Ampere (compute capability 8.0) or newer.
 BF16_MIN_COMPUTE_CAPABILITY = (8, 0)
+#: bfloat16 graphs (opset 22) need this TensorRT's ONNX parser or a newer one.
+BF16_MIN_TENSORRT = (10, 6)
+
+
+class TensorRTBuildError(InferenceError):
+    """No engine could be made: ONNX export, parsing, building or loading failed."""
 
 
 # -- availability ------------------------------------------------------------------
@@ -150,6 +168,24 @@ def check_precision(
             f"A100, RTX 30xx, and later); {gpu_name} has {major}.{minor}. Use "
             "precision fp16 (same speed, more mantissa bits; normalized frames fit "
             "its range) or fp32."
+        )
+    return precision
+
+
+def check_tensorrt_version(precision: str, trt_version: str) -> str:
+    """Return ``precision`` if this TensorRT can build it, else raise.
+
+    bf16 graphs are exported at opset 22 (the first whose convolutions take
+    bfloat16); TensorRT's ONNX parser reads them from 10.6 on. Raises
+    `TensorRTBuildError` (one line, naming the fix).
+    """
+    check_precision_name(precision)
+    if precision == "bf16" and version_tuple(trt_version)[:2] < BF16_MIN_TENSORRT:
+        need = ".".join(map(str, BF16_MIN_TENSORRT))
+        raise TensorRTBuildError(
+            f"bf16 engines need TensorRT {need} or newer (earlier ONNX parsers do not "
+            f"read opset 22's bfloat16 convolutions); this is TensorRT {trt_version}: "
+            f'pip install -U "tensorrt>={need}", or use precision fp16.'
         )
     return precision
 
@@ -236,9 +272,9 @@ def engine_cache_key(
 
 
 def tensorrt_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/deepz-live/tensorrt`` (default ``~/.cache/...``)."""
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return root / "deepz-live" / "tensorrt"
+    """``$XDG_CACHE_HOME/deepz-live/tensorrt`` (default ``~/.cache/...``; an empty
+    or relative ``XDG_CACHE_HOME`` counts as unset)."""
+    return user_cache_dir("tensorrt")
 
 
 def sidecar_path(engine_path: str | Path) -> Path:
@@ -253,16 +289,6 @@ def _timing_cache_path(
     gpu = re.sub(r"[^A-Za-z0-9.]+", "-", gpu_name).strip("-") or "gpu"
     major, minor = compute_capability
     return cache_dir / f"timing-trt{trt_version}-{gpu}-sm{major}{minor}.cache"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _sha256_file(path: Path) -> str:
@@ -316,7 +342,7 @@ def _logger() -> Any:
     errors = {int(severity.INTERNAL_ERROR), int(severity.ERROR)}
     warning = int(severity.WARNING)
 
-    class Logger(trt.ILogger):  # type: ignore[misc,name-defined]
+    class Logger(trt.ILogger):  # type: ignore[name-defined]
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors: list[str] = []
@@ -354,11 +380,13 @@ def build_serialized_engine(
     """Build a serialized engine from an ONNX file for one fixed input shape.
 
     Runs on the current CUDA device. ``precision`` is that of the ONNX graph (the
-    network is strongly typed: the graph's types decide); for ``"fp32"`` TF32 is
-    switched off so fp32 means fp32. ``timing_cache`` is read if present and
-    written back after the build.
+    network is strongly typed: the graph's types decide); TF32 is switched off so
+    float32 means float32. ``timing_cache`` is read if present and, merged with
+    what is on disk by then, written back after the build. Raises
+    `TensorRTBuildError` when the graph cannot be parsed or built.
     """
     trt = import_tensorrt()
+    check_tensorrt_version(precision, trt.__version__)
     logger = _logger()
     logger.errors.clear()
     builder = trt.Builder(logger)
@@ -372,12 +400,12 @@ def build_serialized_engine(
         problems = [
             _parser_error_text(parser.get_error(i)) for i in range(parser.num_errors)
         ]
-        raise InferenceError(
+        raise TensorRTBuildError(
             f"TensorRT {trt.__version__} could not parse {onnx_path}: "
             + ("; ".join(problems) or "no details given")
         )
     if network.num_inputs != 1:
-        raise InferenceError(
+        raise TensorRTBuildError(
             f"{onnx_path} has {network.num_inputs} inputs; a Deep-Z graph has one."
         )
     input_name = network.get_input(0).name
@@ -385,7 +413,7 @@ def build_serialized_engine(
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
     tf32 = getattr(trt.BuilderFlag, "TF32", None)
-    if precision == "fp32" and tf32 is not None:
+    if tf32 is not None:  # on by default; float32 layers then round to 10 bits
         config.clear_flag(tf32)
     profile = builder.create_optimization_profile()
     profile.set_shape(input_name, *profile_shapes(shape))
@@ -395,16 +423,42 @@ def build_serialized_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         details = "; ".join(logger.errors) or "see the TensorRT log"
-        raise InferenceError(
+        raise TensorRTBuildError(
             f"TensorRT {trt.__version__} failed to build an engine for input "
             f"{tuple(shape)} from {onnx_path}: {details}"
         )
     if cache is not None and timing_cache is not None:
-        try:
-            _atomic_write(timing_cache, bytes(config.get_timing_cache().serialize()))
-        except OSError as exc:
-            _log.warning("could not save the TensorRT timing cache: %s", exc)
+        _save_timing_cache(config, timing_cache)
     return bytes(serialized)
+
+
+def _save_timing_cache(config: Any, path: Path) -> None:
+    """Write the config's timing cache to ``path``, keeping what is there already.
+
+    Another process may have saved its cache since ours was loaded: its entries are
+    merged into ours first (``ITimingCache.combine``; on conflicts ours win), then
+    the whole is written atomically. A file TensorRT cannot combine (corrupt, or
+    another version) is replaced.
+    """
+    ours = config.get_timing_cache()
+    try:
+        blob = path.read_bytes() if path.exists() else b""
+    except OSError:
+        blob = b""
+    if blob:
+        try:
+            theirs = config.create_timing_cache(blob)
+            # combine(input_cache, ignore_mismatch): entries of the same GPU only
+            merged = theirs is not None and ours.combine(theirs, False)
+        except Exception as exc:  # some versions raise on a bad buffer
+            _log.debug("could not read the timing cache on disk: %s", exc)
+            merged = False
+        if not merged:
+            _log.info("replacing the timing cache %s (could not merge it)", path)
+    try:
+        atomic_write(path, bytes(ours.serialize()))
+    except OSError as exc:
+        _log.warning("could not save the TensorRT timing cache: %s", exc)
 
 
 def _load_timing_cache(config: Any, path: Path | None) -> Any:
@@ -531,7 +585,7 @@ class _EngineStore:
             )
             engine = self._deserialize(blob)
             if engine is None:
-                raise InferenceError(
+                raise TensorRTBuildError(
                     f"TensorRT {self.trt.__version__} built an engine for "
                     f"{tuple(shape)} but cannot load it: "
                     + ("; ".join(_logger().errors) or "no details given")
@@ -539,10 +593,8 @@ class _EngineStore:
             description["created"] = datetime.datetime.now(
                 datetime.timezone.utc
             ).isoformat(timespec="seconds")
-            _atomic_write(path, blob)
-            _atomic_write(
-                sidecar_path(path), json.dumps(description, indent=2).encode()
-            )
+            atomic_write(path, blob)
+            atomic_write(sidecar_path(path), json.dumps(description, indent=2).encode())
         return engine, blob, description
 
     def _deserialize(self, blob: bytes) -> Any:
@@ -555,6 +607,19 @@ class _EngineStore:
 
 
 # -- export ------------------------------------------------------------------------
+def _onnx_for_tensorrt(model: str | Path, precision: str) -> Path:
+    """The cached ONNX graph engines are built from; failures are build failures."""
+    check_tensorrt_version(precision, import_tensorrt().__version__)
+    try:
+        return cached_onnx(model, precision=precision)
+    except TensorRTBuildError:
+        raise
+    except InferenceError as exc:
+        raise TensorRTBuildError(
+            f"TensorRT builds engines from the ONNX export, which failed: {exc}"
+        ) from exc
+
+
 def export_tensorrt(
     model: str | Path,
     out: str | Path,
@@ -585,7 +650,7 @@ def export_tensorrt(
     shape = engine_input_shape(config, batch, height, width)
     gpu = GpuIdentity.of(device)
     check_precision(precision, gpu.compute_capability, gpu.name)
-    onnx_path = cached_onnx(model, precision=precision)
+    onnx_path = _onnx_for_tensorrt(model, precision)
     store = _EngineStore(gpu, cache_dir=cache_dir, workspace_bytes=workspace_bytes)
     _, blob, description = store.engine(
         onnx_path,
@@ -599,8 +664,8 @@ def export_tensorrt(
         "engine": out_path.name,
         "frame_size": [int(height), int(width)],
     }
-    _atomic_write(out_path, blob)
-    _atomic_write(sidecar_path(out_path), json.dumps(description, indent=2).encode())
+    atomic_write(out_path, blob)
+    atomic_write(sidecar_path(out_path), json.dumps(description, indent=2).encode())
     return out_path
 
 
@@ -718,7 +783,7 @@ class TensorRTBackend:
         self.precision = precision
         self.batch = batch
         self._model = model
-        self._onnx = cached_onnx(model, precision=precision)
+        self._onnx = _onnx_for_tensorrt(model, precision)
         self._store = _EngineStore(
             self.gpu, cache_dir=cache_dir, workspace_bytes=workspace_bytes
         )

@@ -35,6 +35,7 @@ from deepz_live.inference._networks import (
 )
 from deepz_live.inference._normalize import Normalization
 from deepz_live.inference._pairs import PairConfig, PairSampler, TargetNormalization
+from deepz_live.inference._runtime import pick_device
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -92,21 +93,6 @@ class EpochLog:
     loss_discriminator: float | None
     seconds: float
     validation: dict[str, Any]
-
-
-def pick_device(name: str) -> Any:
-    """``auto`` is CUDA when available, else CPU; a missing CUDA is a clear error."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InferenceError(
-            f"Device {name!r} was requested but this torch has no CUDA GPU "
-            f"(torch {torch.__version__}); use --device cpu or install a CUDA build."
-        )
-    return device
 
 
 class Trainer:
@@ -194,20 +180,20 @@ class Trainer:
     def _make_samplers(self) -> None:
         """Train/val samplers from the current normalizations (again after resume)."""
         config = self.config
-        split = {
-            "val_fraction": config.val_fraction,
-            "split_by": config.split_by,
-            "target_stacks": self.target_stacks,
-            "target_normalization": self.target_normalization,
-        }
-        self.train_pairs = PairSampler(
-            self.stacks, config.pairs, self.normalization, split="train",
-            seed=config.seed, **split,
-        )  # fmt: skip
-        self.val_pairs = PairSampler(
-            self.stacks, config.pairs, self.normalization, split="val",
-            seed=config.seed, **split,
-        )  # fmt: skip
+        self.train_pairs, self.val_pairs = (
+            PairSampler(
+                self.stacks,
+                config.pairs,
+                self.normalization,
+                split=split,
+                seed=config.seed,
+                val_fraction=config.val_fraction,
+                split_by=config.split_by,
+                target_stacks=self.target_stacks,
+                target_normalization=self.target_normalization,
+            )
+            for split in ("train", "val")
+        )
 
     # -- one step ------------------------------------------------------------------
     def _tensors(self, n: int) -> tuple[Any, ...]:

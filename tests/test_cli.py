@@ -52,7 +52,7 @@ def test_acquire_json_is_the_only_stdout(tmp_path: Path, capsys) -> None:
 def test_acquire_focuses_on_the_specimen_by_default(tmp_path: Path, capsys) -> None:
     out = tmp_path / "movie.ome.tif"
     assert _run(["acquire", "--frames", "1", "--out", str(out), "--json", *FAST]) == 0
-    from deepz_live.acquisition._writers import read_frame_metadata, read_run_metadata
+    from deepz_live.acquisition import read_frame_metadata, read_run_metadata
 
     focus_z = float(read_run_metadata(out)["devices"]["Specimen"]["FocusZ"])
     assert read_frame_metadata(out)[0]["z_um"] == pytest.approx(focus_z)

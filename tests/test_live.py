@@ -91,7 +91,7 @@ def test_parse_planes() -> None:
     assert deepz.parse_planes("-1:0.9:1") == (-1.0, 0.0)  # STOP kept only if on step
     assert deepz.parse_planes("-4, 0,2.5") == (-4.0, 0.0, 2.5)
     for bad, message in [
-        ("8:-8:2", "STOP"),
+        ("8:-8:2", r"last plane \(-8 µm\) is below the first"),
         ("-8:8:0", "step must be more than 0"),
         ("-8:8", "START:STOP:STEP"),
         ("a,b", "START:STOP:STEP"),
@@ -110,7 +110,7 @@ def test_refocuser_processor_checks_planes_and_microscope(tiny_model: Path) -> N
         ModelMismatchWarning,
     )
 
-    with pytest.raises(InferenceError, match=r"12 µm are outside .*±10 µm"):
+    with pytest.raises(InferenceError, match=r"12 µm (is|are) outside .*±10 µm"):
         deepz.RefocuserProcessor(tiny_model, [-2, 12])
     processor = deepz.RefocuserProcessor(tiny_model, backend="torch")
     assert processor.planes_um == tuple(PLANES_9)
@@ -121,6 +121,19 @@ def test_refocuser_processor_checks_planes_and_microscope(tiny_model: Path) -> N
     with pytest.warns(ModelMismatchWarning, match="pixel size"):
         assert len(lenient.check_microscope(0.325)) == 1
     assert lenient.describe()["model_mismatch"]
+
+
+def test_refocus_file_reads_another_writers_pixel_size(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    from deepz_live.inference import ModelFileError
+
+    raw = tmp_path / "foreign.ome.tif"  # no deepz-live metadata, OME pixel size only
+    frames = np.full((2, 32, 32), 100, np.uint16)
+    tifffile.imwrite(raw, frames, metadata={"axes": "TYX", "PhysicalSizeX": 0.65})
+    with pytest.raises(ModelFileError, match=r"pixel size is 0.65 µm"):
+        deepz.refocus_file(tiny_model, raw, planes_um=[0.0])
+    assert not (tmp_path / "foreign.volumes.ome.tif").exists()
 
 
 def test_pipeline_volumes_equal_the_refocuser_alone(
@@ -250,9 +263,9 @@ def test_acquire_with_model_json_and_files(
     [
         (["--planes", "-8:8:2"], 2, "need --model"),
         (["--model", "default", "--policy", "some"], 2, "choose latest"),
-        (["--model", "default", "--planes", "8:-8:2"], 2, "STOP (-8) is below"),
+        (["--model", "default", "--planes", "8:-8:2"], 2, "plane (-8 µm) is below"),
         (["--model", "nope"], 1, "no bundled model named 'nope'"),
-        (["--model", "default", "--planes", "-12:12:4"], 1, "outside model"),
+        (["--model", "default", "--planes", "-12:12:4"], 1, "range of model"),
         (["--model", "default", *FAST], 1, "--allow-model-mismatch"),
     ],
 )

@@ -581,7 +581,7 @@ class Camera(_BenchMember, SimpleCameraDevice):
     def set_offset(self, value: float) -> None:
         self._set_noise(offset_adu=float(value))
 
-    def _set_noise(self, **changes: float) -> None:
+    def _set_noise(self, **changes: Any) -> None:
         from dataclasses import replace
 
         self.noise = replace(self.noise, **changes)

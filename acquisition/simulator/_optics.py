@@ -220,7 +220,9 @@ class VectorialPSF:
         ni_cos = o.n_immersion * a["cos_i"][:, None]
         return ns_cos * depth_um[None, :] - ni_cos * stage_z_um[None, :]
 
-    def profiles(self, depth_um: np.ndarray, stage_z_um: np.ndarray) -> np.ndarray:
+    def profiles(
+        self, depth_um: np.ndarray, stage_z_um: np.ndarray | float
+    ) -> np.ndarray:
         """Radial intensity profiles, shape (pairs, r), each integrating to 1 (µm⁻²).
 
         Parameters

@@ -12,9 +12,13 @@ Brightness is counted in fluorophores. A fluorophore emits
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import signal
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _AVOGADRO = 6.02214076e23
 _H_C = 6.62607015e-34 * 2.99792458e8  # J·m
@@ -54,8 +58,8 @@ class Sheet:
     focus, since widefield defocus conserves energy).
     """
 
-    depth_at: object  # Callable[[ndarray, ndarray], ndarray]
-    texture_at: object  # Callable[[ndarray, ndarray], ndarray]
+    depth_at: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    texture_at: Callable[[np.ndarray, np.ndarray], np.ndarray]
     thickness_um: float
 
 
@@ -210,7 +214,10 @@ def _worm(seed: int, depth_um: float, n_neurons: int = 180) -> Specimen:
     length = 130.0
     bend = rng.uniform(-8, 8)
     angle = rng.uniform(-0.4, 0.4)
-    xs, ys, zs, rs = [], [], [], []
+    xs: list[float] = []
+    ys: list[float] = []
+    zs: list[float] = []
+    rs: list[float] = []
     attempts = 0
     while len(xs) < n_neurons and attempts < 200_000:
         attempts += 1

@@ -7,25 +7,30 @@ numbers its frames (frame k is filled with k).
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 import pytest
 import tifffile
 
 from deepz_live.acquisition import (
+    POLICIES,
     AcquisitionError,
     AcquisitionInterrupted,
     LiveRunError,
     LiveSession,
+    LiveState,
     LiveStats,
     OutputLocationError,
+    Policy,
     acquire_timelapse,
     default_volume_path,
+    equivalent_zstack_dose,
     open_microscope,
     read_frame_metadata,
     read_run_metadata,
@@ -234,7 +239,8 @@ def test_all_policy_refocuses_every_frame_with_bounded_memory(
         assert tif.series[0].axes == "TZYX"
         assert 'PhysicalSizeZ="2.0"' in tif.ome_metadata
     final = session.stats()
-    assert final.state == "finished"
+    assert final.state is LiveState.FINISHED
+    assert json.loads(json.dumps(final.to_dict()))["state"] == "finished"
     assert (final.queue_depth, final.frames_in_memory) == (0, 0)
 
 
@@ -245,7 +251,7 @@ def test_latest_policy_skips_counts_and_keeps_latency_bounded(
     simulator.core.setProperty("Camera", "Clock", "real")
     delay = 0.04
     results = {}
-    for policy in ("latest", "all"):
+    for policy in POLICIES:
         indices: list[int] = []
         session = LiveSession(
             simulator,
@@ -253,7 +259,7 @@ def test_latest_policy_skips_counts_and_keeps_latency_bounded(
             frames=60,
             exposure_ms=10,
             out=tmp_path / f"{policy}.ome.tif",
-            policy=policy,  # type: ignore[arg-type]
+            policy=policy,
             max_frames_in_memory=4,
             on_volume=lambda index, volume, got=indices: got.append(index),
         )
@@ -287,12 +293,12 @@ def test_acquisition_rate_is_the_same_with_the_pipeline_attached(
     simulator.focus_on_specimen()
     settings = {"frames": 40, "interval_ms": 0, "exposure_ms": 15}
     alone = acquire_timelapse(simulator, out=tmp_path / "alone.ome.tif", **settings)
-    for policy in ("latest", "all"):
+    for policy in POLICIES:
         session = LiveSession(
             simulator,
             SleepProcessor(delay_s=0.1),  # ~5 frames per volume: overloaded
             out=tmp_path / f"{policy}.ome.tif",
-            policy=policy,  # type: ignore[arg-type]
+            policy=policy,
             max_frames_in_memory=4,
             **settings,
         )
@@ -464,7 +470,7 @@ def test_refusals_before_any_frame(fake_scope, tmp_path: Path) -> None:
         _session(scope, object(), tmp_path)  # type: ignore[arg-type]
     with pytest.raises(AcquisitionError, match="frames must be at least 1"):
         _session(scope, SleepProcessor(), tmp_path, frames=0).start()
-    with pytest.raises(AcquisitionError, match="non-empty list"):
+    with pytest.raises(AcquisitionError, match="planes_um: choose at least one plane"):
         _session(scope, SleepProcessor(planes=()), tmp_path).start()
     raw = tmp_path / "raw.ome.tif"
     with pytest.raises(OutputLocationError, match="raw output too"):
@@ -494,6 +500,24 @@ def test_a_processor_that_cannot_start_costs_no_light(
     assert scope.core._pydevices["Camera"].frames_taken == 0
     assert not (tmp_path / "raw.ome.tif").exists()
     assert processor.calls == ["setup"]
+
+
+def test_states_and_policies_are_single_lists_of_plain_strings() -> None:
+    assert POLICIES == get_args(Policy) == ("latest", "all")
+    assert [str(state) for state in LiveState] == [
+        "idle",
+        "starting",
+        "acquiring",
+        "catching_up",
+        "finished",
+        "stopped",
+        "failed",
+    ]
+    state = LiveState.CATCHING_UP
+    assert state == "catching_up" and f"{state}" == "catching_up"
+    assert json.dumps({"state": state}) == '{"state": "catching_up"}'
+    assert equivalent_zstack_dose(0.25, 21) == pytest.approx(5.25)
+    assert equivalent_zstack_dose(None, 21) is None
 
 
 def test_default_volume_path() -> None:

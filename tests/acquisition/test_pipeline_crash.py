@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -48,11 +49,13 @@ def test_sigkill_mid_run_leaves_readable_raw_and_volume_files(tmp_path: Path) ->
         line = child.stdout.readline()
         if not line:
             break
-        kind, index = line.split()
-        if kind == "frame":
-            frames_written = int(index)
-        else:
-            volumes_made = int(index)
+        # two threads print (frames: events thread, volumes: worker); print() writes
+        # the newline apart, so one line may hold both reports: "frame 9volume 3"
+        for kind, index in re.findall(r"(frame|volume) (\d+)", line):
+            if kind == "frame":
+                frames_written = int(index)
+            else:
+                volumes_made = int(index)
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL, child.stderr.read()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from deepz_live.acquisition import read_frame_metadata, read_run_metadata
 from deepz_live.acquisition._errors import (
     AcquisitionError,
     AcquisitionInterrupted,
@@ -16,7 +17,6 @@ from deepz_live.acquisition._errors import (
 )
 from deepz_live.acquisition._runs import acquire_timelapse, acquire_zstack
 from deepz_live.acquisition._scope import Microscope, open_microscope
-from deepz_live.acquisition._writers import read_frame_metadata, read_run_metadata
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from deepz_live.acquisition._errors import OutputLocationError
-from deepz_live.acquisition._writers import (
+from deepz_live.acquisition import (
     OmeTiffWriter,
+    OutputLocationError,
     read_frame_metadata,
     read_run_metadata,
 )
@@ -137,7 +137,7 @@ def test_killed_process_leaves_a_readable_file(tmp_path: Path) -> None:
         f"""
         import os
         import numpy as np
-        from deepz_live.acquisition._writers import OmeTiffWriter
+        from deepz_live.acquisition import OmeTiffWriter
         w = OmeTiffWriter({str(path)!r}, frame_shape={SHAPE}, pixel_size_um=0.325)
         for i in range(4):
             w.append(np.full({SHAPE}, i, np.uint16), {{"time_s": 0.1 * i}})

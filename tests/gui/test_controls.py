@@ -78,14 +78,17 @@ def test_snap_and_stop(controls, qtbot):
         ),
         (
             lambda c: c.plane_from_box.setValue(-12.0),
-            "-12 µm is outside the model's trained range of ±10 µm",
+            "-12 µm is outside the trained range of the model, ±10 µm",
         ),
         (
             lambda c: c.plane_to_box.setValue(12.5),
-            "+12 µm is outside the model's trained range",
+            "12 µm is outside the trained range",
         ),
-        (lambda c: c.plane_step_box.setValue(0.0), "the step must be > 0 µm"),
-        (lambda c: c.plane_from_box.setValue(9.0), "'from' (9 µm) is above 'to'"),
+        (lambda c: c.plane_step_box.setValue(0.0), "the step must be more than 0 µm"),
+        (
+            lambda c: c.plane_from_box.setValue(9.0),
+            "the last plane (8 µm) is below the first (9 µm)",
+        ),
         (lambda c: c.output_field.edit.setText(" "), "Saving: choose a file"),
         (lambda c: c.model_field.edit.setText(""), "Model: choose a model"),
     ],

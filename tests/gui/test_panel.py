@@ -69,11 +69,15 @@ def test_start_and_stop_a_run_through_the_controls(qtbot, panel_for, fake_sessio
 def test_a_finite_run_ends_by_itself(qtbot, panel_for, fake_sessions):
     panel = panel_for(fake_sessions)
     panel.controls.frames_box.setValue(12)
+    states: list[str] = []
+    panel.controller.state_changed.connect(states.append)
     with qtbot.waitSignal(panel.controller.run_finished, timeout=5000):
         click(qtbot, panel.controls.start_button)
     assert panel.volume_view.volume_index == 11
     assert panel.telemetry.telemetry.frames == 12
     assert panel.controller.state == "idle"
+    assert states == ["starting", "running", "idle"]
+    assert {type(state) for state in states} == {str}  # plain strings reach Qt slots
 
 
 def test_snap_takes_one_frame(qtbot, panel_for, fake_sessions):

@@ -254,6 +254,131 @@ def _psnr(reference: np.ndarray, test: np.ndarray) -> float:
     return 10 * np.log10(span**2 / mse) if mse else float("inf")
 
 
+# -- CUDA paths, with torch.cuda faked (conftest.fake_cuda) ---------------------------
+class _FlagRecorder(torch.nn.Module):
+    """The generator, noting torch's TF32/cuDNN settings at every forward pass."""
+
+    def __init__(self, generator: torch.nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+        self.seen: list[tuple[bool, bool, str]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(_flags())
+        return self.generator(x)
+
+
+def _flags() -> tuple[bool, bool, str]:
+    return (
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+        torch.get_float32_matmul_precision(),
+    )
+
+
+@pytest.fixture
+def recorded_generators(monkeypatch) -> list[_FlagRecorder]:
+    """The Refocuser's generators, loaded on the CPU and wrapped in _FlagRecorder."""
+    from deepz_live.inference import _refocuser, load_model
+
+    loaded: list[_FlagRecorder] = []
+
+    def load(model, *, device="cpu"):
+        generator, info = load_model(model)
+        loaded.append(_FlagRecorder(generator))
+        return loaded[-1], info
+
+    monkeypatch.setattr(_refocuser, "load_model", load)
+    return loaded
+
+
+@pytest.fixture
+def user_flags():
+    """Global torch settings a user might have chosen, restored after the test."""
+    saved = _flags()
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = False
+    torch.set_float32_matmul_precision("high")
+    yield _flags()
+    torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = saved[:2]
+    torch.set_float32_matmul_precision(saved[2])
+
+
+def test_cuda_graphs_are_captured_and_replayed_on_the_refocusers_gpu(
+    random_model, fake_cuda, recorded_generators, user_flags
+) -> None:
+    """device="cuda:1" while cuda:0 is current: warm-up, capture and replay happen
+    with cuda:1 current, on a side stream of cuda:1, in thread-local capture mode;
+    the run is IEEE fp32 with cuDNN autotuning, and the caller's settings return."""
+    refocuser = Refocuser(random_model, backend="torch", device="cuda:1")
+    assert str(refocuser.device) == "cuda:1" and fake_cuda.current == 0
+    frame = _frame()
+    planes = [-2.0, 0.0, 3.0]
+    volume = refocuser.refocus(frame, planes)  # warm-up, capture (eager here)
+
+    (capture,) = fake_cuda.of_kind("capture")
+    _, options, current = capture
+    assert current == 1
+    side = options["stream"]
+    assert side.device == 1 and not side.default
+    assert options["capture_error_mode"] == "thread_local"
+    warm_ups = fake_cuda.of_kind("stream")
+    assert warm_ups and all(s is side and dev == 1 for _, s, dev in warm_ups)
+    assert fake_cuda.default_streams[1].waits == [side]  # capture waits for warm-up
+    assert fake_cuda.of_kind("replay") == [("replay", 1)]
+    assert fake_cuda.current == 0  # the caller's device is current again
+
+    refocuser.refocus(frame + 7, planes)  # the same shape: replayed, not captured
+    assert len(fake_cuda.of_kind("capture")) == 1
+    assert fake_cuda.of_kind("replay") == [("replay", 1)] * 2
+
+    (generator,) = recorded_generators
+    assert generator.seen and set(generator.seen) == {(False, True, "highest")}
+    assert _flags() == user_flags
+    # the first call's planes are the network's (the fake capture ran it eagerly)
+    on_cpu = Refocuser(random_model, backend="torch", device="cpu")
+    np.testing.assert_allclose(volume, on_cpu.refocus(frame, planes), rtol=1e-5)
+
+
+def test_eager_cuda_runs_are_ieee_fp32_too(
+    random_model, fake_cuda, recorded_generators, user_flags
+) -> None:
+    refocuser = Refocuser(
+        random_model, backend="torch", device="cuda", cuda_graphs=False
+    )
+    refocuser.refocus(_frame(), [1.0])
+    assert not fake_cuda.of_kind("capture")
+    assert ("device", 0) in fake_cuda.events
+    (generator,) = recorded_generators
+    assert set(generator.seen) == {(False, True, "highest")}
+    assert _flags() == user_flags
+
+
+def test_cpu_runs_leave_torchs_settings_alone(
+    random_model, recorded_generators, user_flags
+) -> None:
+    Refocuser(random_model, backend="torch", device="cpu").refocus(_frame(), [1.0])
+    (generator,) = recorded_generators
+    assert set(generator.seen) == {user_flags}
+
+
+def test_non_torch_backends_never_load_the_generator(
+    random_model, onnx_cache, monkeypatch
+) -> None:
+    """ONNX Runtime (and TensorRT, see test_tensorrt_fakes) serve the exported
+    graph: the torch generator is neither loaded nor left in torch's memory."""
+    pytest.importorskip("onnxruntime")
+    from deepz_live.inference import _refocuser
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the generator was loaded into torch")
+
+    monkeypatch.setattr(_refocuser, "load_model", no_loading)
+    refocuser = Refocuser(random_model, backend="onnxruntime", device="cpu")
+    assert refocuser.refocus(_frame(), [1.0]).shape == (1, 37, 50)
+    assert refocuser.info.name == "test"
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_cuda_reduced_precision_agrees_with_fp32(precision) -> None:
@@ -285,3 +410,37 @@ def test_cuda_graph_replay_equals_eager() -> None:
             rtol=1e-4,
             atol=1e-2,
         )
+
+
+@pytest.mark.gpu
+def test_cuda_fp32_is_ieee_fp32(random_model) -> None:
+    """With TF32 off, CUDA fp32 agrees with the CPU to float32 rounding (~1e-6 of
+    the range; TF32's 10-bit mantissas would give ~1e-3)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    frame = _frame((256, 256))
+    planes = np.linspace(-6, 6, 7)
+    on_cpu = Refocuser(random_model, backend="torch").refocus(frame, planes)
+    on_gpu = Refocuser(random_model, backend="torch", device="cuda").refocus(
+        frame, planes
+    )
+    span = float(on_cpu.max() - on_cpu.min())
+    assert np.abs(on_gpu - on_cpu).max() <= 1e-4 * span
+
+
+@pytest.mark.gpu
+def test_cuda_graphs_on_a_second_gpu() -> None:
+    if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA GPUs")
+    frame = _frame((256, 256))
+    planes = np.linspace(-8, 8, 9)
+    eager = Refocuser("default", device="cuda:1", backend="torch", cuda_graphs=False)
+    graphs = Refocuser("default", device="cuda:1", backend="torch")
+    for shift in (0, 7):
+        np.testing.assert_allclose(
+            graphs.refocus(frame + shift, planes),
+            eager.refocus(frame + shift, planes),
+            rtol=1e-4,
+            atol=1e-2,
+        )
+    assert torch.cuda.current_device() == 0

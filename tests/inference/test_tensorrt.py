@@ -241,6 +241,37 @@ def test_fp16_onnx_holds_fp16_weights_and_matches_torch(
     assert psnr(got, ref, data_range=span) >= 50.0
 
 
+def test_bf16_onnx_passes_the_full_checker_at_opset_22(
+    tiny_model, tmp_path, monkeypatch
+) -> None:
+    """What TensorRT ≥ 10.6 parses for bf16: an opset-22 graph, valid by ONNX's
+    full check (types and shapes inferred), bfloat16 weights, float32 I/O."""
+    onnx = pytest.importorskip("onnx")
+    from deepz_live.inference._export import PRECISION_METADATA_KEY, cached_onnx
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = cached_onnx(tiny_model, precision="bf16")
+    assert path.name.endswith("-bf16.onnx")
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    opsets = {o.domain: o.version for o in proto.opset_import}
+    assert opsets[""] == 22
+    resize_scales = {n.input[2] for n in proto.graph.node if n.op_type == "Resize"}
+    float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.BFLOAT16}
+    weights = {
+        t.name: t.data_type
+        for t in proto.graph.initializer
+        if t.data_type in float_types and t.name not in resize_scales
+    }
+    assert set(weights.values()) == {onnx.TensorProto.BFLOAT16}
+    kernels = [n.input[1] for n in proto.graph.node if n.op_type == "Conv"]
+    assert kernels and all(weights[k] == onnx.TensorProto.BFLOAT16 for k in kernels)
+    for value in (*proto.graph.input, *proto.graph.output):
+        assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta[PRECISION_METADATA_KEY] == "bf16"
+
+
 # -- on a GPU with TensorRT ------------------------------------------------------------
 @pytest.fixture
 def engine_cache(tmp_path, monkeypatch) -> Path:
