@@ -41,6 +41,7 @@ from ._planes import (
     planes_from_range,
 )
 from ._readers import read_frame_metadata, read_run_metadata, read_volume_metadata
+from ._run_plan import RunPlan
 from ._runs import TimelapseSummary, ZStackSummary, acquire_timelapse, acquire_zstack
 from ._scope import (
     CONFIG_DIR,
@@ -82,6 +83,7 @@ __all__ = [
     "OutputLocationError",
     "PlaneError",
     "Policy",
+    "RunPlan",
     "TimelapseSummary",
     "ZStackSummary",
     "acquire_timelapse",

@@ -1,7 +1,7 @@
 """The Micro-Manager core used by deepz-live.
 
 `DeepzCore` is pymmcore-plus's `UniMMCore` (C++ adapters and Python devices mixed)
-with two repairs that users would otherwise trip over:
+with repairs that users would otherwise trip over:
 
 * **Autoshutter for Python shutters.** UniMMCore does not open a Python shutter around a
   Python camera's exposure (pymmcore-plus 0.18), so with autoshutter on, every snap of
@@ -10,7 +10,14 @@ with two repairs that users would otherwise trip over:
   it afterwards, as MMCore does for C++ devices.
 * **Pixel size of Python optics.** MMCore matches pixel-size presets against C++
   device properties only; with the simulator, `getPixelSizeUm` reports the ``Optics``
-  device's value (camera pixel / magnification x binning) when no preset applies.
+  device's value (camera pixel / magnification x binning) when no preset applies. A
+  core without simulator devices never imports the simulator for this
+  (`acquisition._bench`).
+* **Device errors the MDA engine can name.** pymmcore-plus's MDA engine logs a failed
+  snap and moves on, and passes a failed focus move on bare. The core remembers the
+  error of its latest `snapImage` (`last_snap_error`) and of its latest `setPosition`
+  (`last_move_failure`), so that `acquisition.DeepzEngine` can raise an error that
+  says which device failed, at which event.
 * **Quiet construction.** Without Micro-Manager's C++ adapters installed, constructing a
   core logs "Please run 'mmcore install'" even when only Python devices are used. That
   message is suppressed here; a config that really needs a C++ adapter gets a clear
@@ -25,9 +32,12 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from math import nan
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pymmcore_plus.experimental.unicore import UniMMCore
+
+from deepz_live.acquisition._bench import simulator_bench
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -75,25 +85,58 @@ def psygnal_signals() -> Iterator[None]:
             os.environ[_SIGNALS_BACKEND_VARIABLE] = previous
 
 
+class MoveFailure(NamedTuple):
+    """A stage move (`DeepzCore.setPosition`) that raised."""
+
+    stage: str
+    """Label of the stage."""
+    target_um: float
+    """Where it was told to go."""
+    error: Exception
+    """What it raised."""
+
+
 class DeepzCore(UniMMCore):
     """`UniMMCore` with autoshutter support for Python shutters, no install nag,
-    and psygnal signals even inside a Qt application (see `psygnal_signals`)."""
+    psygnal signals even inside a Qt application (see `psygnal_signals`), the
+    simulator's pixel size, and the latest snap and stage errors remembered."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         with quiet_adapter_search(), psygnal_signals():
             super().__init__(*args, **kwargs)
         self._deepz_opened_shutter = False
+        self._last_snap_error: Exception | None = None
+        self._last_move_failure: MoveFailure | None = None
 
     def getPixelSizeUm(self, *args: Any, **kwargs: Any) -> float:
         size = super().getPixelSizeUm(*args, **kwargs)
         if size:
             return size
-        from deepz_live.acquisition.simulator import bench_for
-
-        bench = bench_for(self)
+        bench = simulator_bench(self)
         if bench is None or bench.camera is None or bench.optics is None:
             return size
         return bench.camera.pixel_um()
+
+    # -- device errors ---------------------------------------------------------------
+    @property
+    def last_snap_error(self) -> Exception | None:
+        """What the latest `snapImage` raised; None when it succeeded."""
+        return self._last_snap_error
+
+    @property
+    def last_move_failure(self) -> MoveFailure | None:
+        """The latest `setPosition`, when it raised; None when it succeeded."""
+        return self._last_move_failure
+
+    def setPosition(self, *args: Any) -> None:
+        self._last_move_failure = None
+        try:
+            super().setPosition(*args)
+        except Exception as exc:
+            stage = str(args[0]) if len(args) > 1 else self.getFocusDevice()
+            target = args[-1] if args and isinstance(args[-1], (int, float)) else nan
+            self._last_move_failure = MoveFailure(stage, float(target), exc)
+            raise
 
     # -- autoshutter for Python shutters -------------------------------------------
     def _python_autoshutter(self) -> str | None:
@@ -116,12 +159,17 @@ class DeepzCore(UniMMCore):
             self.setShutterOpen(shutter, False)
 
     def snapImage(self, *args: Any, **kwargs: Any) -> None:
-        opened = self._open_for_exposure()
+        self._last_snap_error = None
         try:
-            super().snapImage(*args, **kwargs)
-        finally:
-            if opened:
-                self._close_after_exposure()
+            opened = self._open_for_exposure()
+            try:
+                super().snapImage(*args, **kwargs)
+            finally:
+                if opened:
+                    self._close_after_exposure()
+        except Exception as exc:
+            self._last_snap_error = exc
+            raise
 
     def startSequenceAcquisition(self, *args: Any, **kwargs: Any) -> None:
         self._start_stream(super().startSequenceAcquisition, *args, **kwargs)

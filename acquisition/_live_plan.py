@@ -24,15 +24,16 @@ from deepz_live.acquisition._frame_processor import (
     microscope_optics,
 )
 from deepz_live.acquisition._planes import PlaneError, check_planes
-from deepz_live.acquisition._runs import (
-    _check_idle,
-    _check_timelapse_settings,
-    _frame_layout,
-    _human_bytes,
-    _prepare_output,
-    _run_metadata,
-    _set_led_intensity,
+from deepz_live.acquisition._run_checks import (
+    DISK_MARGIN,
+    check_idle,
+    check_timelapse_settings,
+    frame_layout,
+    human_bytes,
+    prepare_output,
+    set_led_intensity,
 )
+from deepz_live.acquisition._run_records import build_run_metadata
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
     from deepz_live.acquisition._scope import Microscope
 
 __all__ = ["LivePlan", "default_volume_path", "prepare_live_run"]
-
-_DISK_MARGIN = 1.05
 
 
 def default_volume_path(raw_output: str | Path) -> Path:
@@ -79,7 +78,7 @@ class LivePlan:
     sequence : useq.MDASequence
         The time-lapse, the focus held where it is.
     run_metadata : dict
-        For the raw file (`_runs._run_metadata`, kind ``live``).
+        For the raw file (`build_run_metadata`, kind ``live``).
     setup_metadata : dict
         For `FrameProcessor.setup` (version `SETUP_METADATA_VERSION`).
     """
@@ -110,6 +109,7 @@ def prepare_live_run(
     overwrite: bool,
     zstack_range_um: float | None,
     zstack_step_um: float | None,
+    plan: dict[str, Any] | None = None,
 ) -> LivePlan:
     """Check a live run and set the microscope up for it (see the module docstring).
 
@@ -121,25 +121,25 @@ def prepare_live_run(
         An output exists, cannot be written, or the disk is too small.
     """
     if zstack_range_um is None and zstack_step_um is None:
-        _check_timelapse_settings(frames, interval_ms, exposure_ms)
+        check_timelapse_settings(frames, interval_ms, exposure_ms)
         planes = _checked_planes(processor)
         zstack_planes = len(planes)
     else:
         range_um = 20.0 if zstack_range_um is None else zstack_range_um
         step_um = 1.0 if zstack_step_um is None else zstack_step_um
-        _check_timelapse_settings(frames, interval_ms, exposure_ms, range_um, step_um)
+        check_timelapse_settings(frames, interval_ms, exposure_ms, range_um, step_um)
         planes = _checked_planes(processor)
         zstack_planes = zstack_plane_count(range_um, step_um)
     core = scope.core
-    _check_idle(scope)
+    check_idle(scope)
     frames = int(frames)
-    raw = _prepare_output(scope, out, frames, overwrite=overwrite)
-    (height, width), dtype = _frame_layout(scope)
+    raw = prepare_output(scope, out, frames, overwrite=overwrite)
+    (height, width), dtype = frame_layout(scope)
     volume_path = _checked_volume_output(
         scope, volumes_out, raw, frames, (height, width), planes, policy, overwrite
     )
     if led_intensity is not None:
-        _set_led_intensity(scope, led_intensity)
+        set_led_intensity(scope, led_intensity)
     core.setExposure(exposure_ms)
     z_um = float(core.getPosition(core.getFocusDevice()))
     sequence = useq.MDASequence.model_validate(
@@ -167,9 +167,12 @@ def prepare_live_run(
         dtype=dtype,
         zstack_planes=zstack_planes,
         sequence=sequence,
-        run_metadata=_run_metadata(
-            scope, kind="live", sequence=sequence, settings=settings
-        ),
+        run_metadata={
+            **build_run_metadata(
+                scope, kind="live", sequence=sequence, settings=settings
+            ),
+            **({} if plan is None else {"plan": plan}),
+        },
         setup_metadata={
             "version": SETUP_METADATA_VERSION,
             "pixel_size_um": core.getPixelSizeUm() or None,
@@ -226,7 +229,7 @@ def _checked_volume_output(
         ) from exc
     if policy == "all":  # every frame becomes a volume: check the space
         height, width = frame_shape
-        needed = frames * len(planes) * height * width * 4 * _DISK_MARGIN
+        needed = frames * len(planes) * height * width * 4 * DISK_MARGIN
         free = shutil.disk_usage(path.parent).free
         if raw.parent.stat().st_dev == path.parent.stat().st_dev:
             bytes_per_pixel = int(scope.core.getBytesPerPixel())
@@ -235,7 +238,7 @@ def _checked_volume_output(
             raise OutputLocationError(
                 f"Not enough free disk space in {path.parent} for the volumes: "
                 f"{frames} volumes of {len(planes)}×{height}×{width} float32 need "
-                f"about {_human_bytes(needed)}, {_human_bytes(max(free, 0))} is "
+                f"about {human_bytes(needed)}, {human_bytes(max(free, 0))} is "
                 "free (after the raw frames). Free some space, save the volumes "
                 "elsewhere, use fewer planes, or don't save volumes."
             )

@@ -26,7 +26,7 @@ import numpy as np
 from pymmcore_plus.mda import FinishReason
 
 from deepz_live.acquisition._live_policy import FrameTicket
-from deepz_live.acquisition._runs import _frame_record
+from deepz_live.acquisition._run_records import frame_record
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -179,7 +179,7 @@ class RawRecorder:
             index = self.writer.frames_written
             try:
                 frame = self._checked_frame(index, image)
-                record = _frame_record(event, meta)
+                record = frame_record(event, meta)
                 self.writer.append(frame, record)
             except BaseException as exc:
                 where = "raw" if isinstance(exc, OSError) else "frame"

@@ -99,7 +99,7 @@ from deepz_live.acquisition._live_worker import (
     RefocusWorker,
     VolumeSubscribers,
 )
-from deepz_live.acquisition._runs import _open_writer
+from deepz_live.acquisition._run_records import open_run_writer
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -158,6 +158,9 @@ class LiveSession:
         The scanned stack the dose is compared with (as `acquire_timelapse`).
         Default (both None): a stack of the volumes' own planes, one exposure per
         plane, i.e. what scanning the same volumes would have cost.
+    plan : dict, optional
+        The `RunPlan` this session runs (``RunPlan.to_metadata()``), saved in the raw
+        file's run metadata as ``plan``.
 
     Attributes
     ----------
@@ -189,6 +192,7 @@ class LiveSession:
         on_volume: Callable[[int, np.ndarray], object] | None = None,
         zstack_range_um: float | None = None,
         zstack_step_um: float | None = None,
+        plan: dict[str, Any] | None = None,
     ) -> None:
         self._queue = RefocusQueue(policy, max_frames_in_memory)  # checks both
         if not isinstance(processor, FrameProcessor):
@@ -209,6 +213,7 @@ class LiveSession:
         self.max_frames_in_memory = self._queue.max_frames_in_memory
         self.zstack_range_um = zstack_range_um
         self.zstack_step_um = zstack_step_um
+        self.plan = plan
         self.events = LiveEvents()
         if on_volume is not None:
             self.events.volume_ready.connect(on_volume)
@@ -301,8 +306,9 @@ class LiveSession:
             overwrite=self.overwrite,
             zstack_range_um=self.zstack_range_um,
             zstack_step_um=self.zstack_step_um,
+            plan=self.plan,
         )
-        writer = _open_writer(
+        writer = open_run_writer(
             self.scope,
             plan.raw_path,
             "TYX",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from deepz_live.acquisition._dose import equivalent_zstack_dose
-from deepz_live.acquisition._runs import _fps, _significant
+from deepz_live.acquisition._run_summaries import measured_fps, significant
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -197,18 +197,18 @@ class LiveSummary:
         """
         return {
             "frames": self.frames,
-            "fps": _significant(self.fps, 4),
+            "fps": significant(self.fps, 4),
             "output": str(self.raw_output),
-            "dose_per_frame_J_cm2": _significant(self.dose_per_frame_J_cm2),
-            "dose_total_J_cm2": _significant(self.dose_total_J_cm2),
-            "equivalent_zstack_dose_J_cm2": _significant(
+            "dose_per_frame_J_cm2": significant(self.dose_per_frame_J_cm2),
+            "dose_total_J_cm2": significant(self.dose_total_J_cm2),
+            "equivalent_zstack_dose_J_cm2": significant(
                 self.equivalent_zstack_dose_J_cm2
             ),
             "volumes": self.volumes,
             "skipped": self.skipped,
-            "volumes_per_s": _significant(self.volumes_per_s, 4),
-            "latency_p50_ms": _significant(self.latency_p50_ms, 4),
-            "latency_p99_ms": _significant(self.latency_p99_ms, 4),
+            "volumes_per_s": significant(self.volumes_per_s, 4),
+            "latency_p50_ms": significant(self.latency_p50_ms, 4),
+            "latency_p99_ms": significant(self.latency_p99_ms, 4),
             "raw_output": str(self.raw_output),
             "volume_output": (
                 None if self.volume_output is None else str(self.volume_output)
@@ -371,7 +371,7 @@ class LiveCounters:
             read_back = self._read_back
         return LiveSummary(
             frames=frames,
-            fps=_fps(times),
+            fps=measured_fps(times),
             volumes=volumes,
             skipped=frames - volumes,
             volumes_per_s=(volumes / span if span and volumes else None),

@@ -127,15 +127,14 @@ class _Bench:
 
     def _open_session(self, settings: Any, *, snap: bool = False) -> Any:
         """The panel's session factory: the same run as the headless condition."""
-        return self._session(settings.output)
+        return self._session(settings.out)
 
     def _session(self, out: Path) -> Any:
         return deepz.live_refocus(
             self.scope,
             frames=self.args.frames,
             out=out,
-            model=self.processor,
-            planes_um=self.planes,
+            processor=self.processor,  # its planes are self.planes
             policy="latest",
             interval_ms=0.0,
             exposure_ms=10.0,

@@ -27,14 +27,6 @@ The same runs are available from the command line: ``deepz acquire [--model M]``
 
 from importlib.metadata import PackageNotFoundError, version
 
-from deepz._live import (
-    RefocuserProcessor,
-    RefocusFileSummary,
-    default_planes,
-    live_refocus,
-    parse_planes,
-    refocus_file,
-)
 from deepz_live.acquisition import (
     SIMULATOR_CONFIG,
     AcquisitionError,
@@ -50,15 +42,24 @@ from deepz_live.acquisition import (
     LiveVolume,
     Microscope,
     OutputLocationError,
+    RunPlan,
     TimelapseSummary,
     ZStackSummary,
     acquire_timelapse,
     acquire_zstack,
+    default_planes,
     default_volume_path,
     open_microscope,
+    parse_planes,
     read_frame_metadata,
     read_run_metadata,
     read_volume_metadata,
+)
+from deepz_live.live import (
+    RefocuserProcessor,
+    RefocusFileSummary,
+    live_refocus,
+    refocus_file,
 )
 
 try:
@@ -83,6 +84,7 @@ __all__ = [
     "OutputLocationError",
     "RefocusFileSummary",
     "RefocuserProcessor",
+    "RunPlan",
     "TimelapseSummary",
     "ZStackSummary",
     "__version__",

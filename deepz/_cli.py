@@ -131,26 +131,24 @@ def acquire(
     """Record a single-plane time-lapse to an OME-TIFF (--model: refocused live)."""
     out_path = out or _default_output("timelapse")
     if model is not None:
-        _cli_live.check_policy(policy)
-        _cli_live.planes_from_option(planes)
+        plan = _cli_live.run_plan(
+            config=config,
+            model=model,
+            planes_um=_cli_live.planes_from_option(planes),
+            policy=_cli_live.check_policy(policy),
+            save_volumes=save_volumes,
+            frames=frames,
+            interval_ms=interval_ms,
+            exposure_ms=exposure_ms,
+            out=out_path,
+            led_intensity=led_intensity,
+            overwrite=overwrite,
+            backend=backend,
+            device=device,
+            allow_model_mismatch=allow_model_mismatch,
+        )
         with _scope(config, set_properties, z) as scope:
-            live = _cli_live.acquire_live(
-                scope,
-                model=model,
-                planes=planes,
-                policy=policy,
-                save_volumes=save_volumes,
-                frames=frames,
-                interval_ms=interval_ms,
-                exposure_ms=exposure_ms,
-                out=out_path,
-                led_intensity=led_intensity,
-                overwrite=overwrite,
-                backend=backend,
-                device=device,
-                allow_model_mismatch=allow_model_mismatch,
-                json_output=json_output,
-            )
+            live = _cli_live.acquire_live(scope, plan, json_output=json_output)
         if json_output:
             _print_json(live.to_dict())
         else:

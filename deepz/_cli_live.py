@@ -27,7 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from deepz_live.acquisition import POLICIES, POLICY_DESCRIPTIONS, DeepzError
+from deepz_live.acquisition import POLICIES, POLICY_DESCRIPTIONS, DeepzError, RunPlan
 from deepz_live.inference import LIVE_MODEL_NAME
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def check_policy(policy: str) -> Policy:
 
 def planes_from_option(text: str | None) -> tuple[float, ...] | None:
     """Parse ``--planes``; a usage error for malformed text."""
-    from deepz._live import parse_planes
+    from deepz_live.acquisition import parse_planes
 
     if text is None:
         return None
@@ -134,45 +134,25 @@ def planes_from_option(text: str | None) -> tuple[float, ...] | None:
         raise LiveUsageError(f"--planes {exc}") from None
 
 
-def acquire_live(
-    scope: Microscope,
-    *,
-    model: str,
-    planes: str | None,
-    policy: str,
-    save_volumes: bool,
-    frames: int,
-    interval_ms: float,
-    exposure_ms: float,
-    out: Path,
-    led_intensity: float | None,
-    overwrite: bool,
-    backend: str,
-    device: str,
-    allow_model_mismatch: bool,
-    json_output: bool,
-) -> LiveSummary:
-    """Run ``deepz acquire --model``: a live session with a progress display."""
-    from deepz._live import live_refocus
+def run_plan(**fields: Any) -> RunPlan:
+    """The `RunPlan` of the options, or a usage error naming the option and why."""
+    from pydantic import ValidationError
 
-    session = live_refocus(
-        scope,
-        frames=frames,
-        out=out,
-        model=model,
-        planes_um=planes_from_option(planes),
-        policy=check_policy(policy),
-        save_volumes=save_volumes,
-        interval_ms=interval_ms,
-        exposure_ms=exposure_ms,
-        led_intensity=led_intensity,
-        overwrite=overwrite,
-        backend=backend,
-        device=device,
-        allow_model_mismatch=allow_model_mismatch,
-        start=False,
-    )
-    with session, _live_progress(json_output, policy) as report:
+    try:
+        return RunPlan(**fields)
+    except ValidationError as error:
+        first = error.errors()[0]
+        option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else ""
+        raise LiveUsageError(f"{option}: {first['msg']}.") from None
+
+
+def acquire_live(scope: Microscope, plan: RunPlan, *, json_output: bool) -> LiveSummary:
+    """Run a live session (``deepz acquire --model``, ``deepz demo --headless``)
+    with a progress display."""
+    from deepz_live.live import live_refocus
+
+    session = live_refocus(scope, plan, start=False)
+    with session, _live_progress(json_output, plan.policy) as report:
         session.start()
         return session.wait(progress=report)
 
@@ -289,7 +269,7 @@ def refocus(
     json_output: JsonOption = False,
 ) -> None:
     """Refocus every frame of a saved raw time-lapse into a volume file."""
-    from deepz._live import refocus_file
+    from deepz_live.live import refocus_file
 
     with progress_bar("Refocusing") as report:
         summary = refocus_file(
@@ -440,39 +420,42 @@ def demo(
 
     With --config, the same on your own microscope (the focus stays where it is).
     """
-    parsed_planes = planes_from_option(planes)
-    check_policy(policy)
-    if frames < 1:
-        raise LiveUsageError(f"--frames {frames}: at least 1.")
+    plan = run_plan(
+        config=config,
+        model=model,
+        planes_um=planes_from_option(planes),
+        policy=check_policy(policy),
+        frames=frames,
+        interval_ms=interval_ms,
+        exposure_ms=10.0,
+        out=out
+        or Path("runs") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-demo.ome.tif",
+        save_volumes=save_volumes,
+        backend=backend,
+        overwrite=overwrite,
+    )
     if headless and screenshot is not None:
         raise LiveUsageError("--screenshot shows the panel: leave out --headless.")
     if json_output and not headless:
         raise LiveUsageError("--json needs --headless (the panel prints no summary).")
-    out_path = out or (
-        Path("runs") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-demo.ome.tif"
-    )
     if not headless:
         if roi and roi < 16:
             raise LiveUsageError(f"--roi {roi}: choose 16 pixels or more (0 = full).")
         panel = _panel_module()
-        settings: dict[str, Any] = {
-            "interval_ms": interval_ms,
-            "policy": policy,
-            "backend": backend,
-            "output": out_path,
-            "save_volumes": save_volumes,
-            "exposure_ms": 10.0,
-        }
-        if parsed_planes is not None:
-            settings["planes_um"] = tuple(sorted(parsed_planes))
+        # the plan's own fields; config, model and frames go to run_panel itself
+        shown = plan.model_dump(
+            include={"interval_ms", "policy", "backend", "out", "save_volumes"}
+            | {"exposure_ms"}
+            | ({"planes_um"} if plan.planes_um is not None else set())
+        )
         status = panel.run_panel(
             config=config,
-            model=model,
+            model=plan.model,
             demo=config is None,
             screenshot=screenshot,
             frames=frames,
             roi=roi,
-            settings=settings,
+            settings=shown,
         )
         if status:
             raise SystemExit(status)
@@ -485,23 +468,7 @@ def demo(
         if roi:
             _centred_roi(scope, roi)
         scope.focus_on_specimen()
-        summary = acquire_live(
-            scope,
-            model=model,
-            planes=planes,
-            policy=policy,
-            save_volumes=save_volumes,
-            frames=frames,
-            interval_ms=interval_ms,
-            exposure_ms=10.0,
-            out=out_path,
-            led_intensity=None,
-            overwrite=overwrite,
-            backend=backend,
-            device="cpu",
-            allow_model_mismatch=False,
-            json_output=json_output,
-        )
+        summary = acquire_live(scope, plan, json_output=json_output)
     if json_output:
         _print_json(summary.to_dict())
         return

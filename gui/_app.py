@@ -76,27 +76,21 @@ class MicroscopeSessions:
         acquisition.ConfigError, inference.InferenceError, acquisition.AcquisitionError
             With messages written for the user (shown by the panel).
         """
-        import deepz
+        from deepz_live.live import live_refocus
 
         scope = self._scope_for(Path(settings.config))
         if snap:
             folder = Path(tempfile.mkdtemp(prefix="deepz-snap-"))
             out, frames = folder / "snap.ome.tif", 1
         else:
-            folder, out = None, Path(settings.output)
+            folder, out = None, Path(settings.out)
             frames = settings.frames or self._continuous_frames(scope, settings)
-        session = deepz.live_refocus(
+        session = live_refocus(
             scope,
+            settings,
             frames=frames,
             out=out,
-            model=settings.model,
-            planes_um=settings.planes_um,
-            policy=settings.policy,
             save_volumes=settings.save_volumes and not snap,
-            interval_ms=settings.interval_ms,
-            exposure_ms=settings.exposure_ms,
-            led_intensity=settings.led_intensity_pct,
-            backend=settings.backend,
             device=self.device,
             start=False,
         )
@@ -118,7 +112,7 @@ class MicroscopeSessions:
 
     # -- internals ---------------------------------------------------------------------
     def _scope_for(self, config: Path) -> Microscope:
-        import deepz
+        from deepz_live.acquisition import open_microscope
 
         # DeepzCore keeps psygnal signals inside a QApplication (acquisition._core)
         with self._lock:
@@ -128,7 +122,7 @@ class MicroscopeSessions:
                     return scope
                 scope.close()  # another configuration: open that one instead
                 self._scope = None
-            scope = deepz.open_microscope(config)
+            scope = open_microscope(config)
             try:
                 if self.roi:
                     _centred_roi(scope, self.roi)
@@ -146,7 +140,7 @@ class MicroscopeSessions:
         per_frame = pixels * max(core.getBytesPerPixel(), 1)
         if settings.save_volumes:
             per_frame += pixels * 4 * len(settings.planes_um)
-        folder = Path(settings.output).expanduser().absolute().parent
+        folder = Path(settings.out).expanduser().absolute().parent
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
         free = shutil.disk_usage(folder).free
@@ -213,7 +207,7 @@ def run_panel(
     settings : mapping, optional
         Initial values of other `LiveSettings` fields (``interval_ms``,
         ``planes_um`` evenly spaced, ``policy``, ``backend``, ``output``,
-        ``save_volumes``, ``exposure_ms``, ``led_intensity_pct``).
+        ``save_volumes``, ``exposure_ms``, ``led_intensity``).
 
     Returns
     -------
@@ -318,14 +312,14 @@ def _apply_settings(panel: Any, values: Mapping[str, Any]) -> None:
     current = {
         "config": controls.config_field.edit.text(),
         "exposure_ms": controls.exposure_box.value(),
-        "led_intensity_pct": controls.led_box.value(),
+        "led_intensity": controls.led_box.value(),
         "interval_ms": controls.interval_box.value(),
         "frames": controls.frames_box.value(),
         "planes_um": controls.planes_um(),
         "model": controls.model_field.edit.text(),
         "backend": controls.backend_box.currentText(),
         "policy": controls.policy_box.currentText(),
-        "output": controls.output_field.edit.text(),
+        "out": controls.output_field.edit.text(),
         "save_volumes": controls.save_volumes_box.isChecked(),
     }
     try:

@@ -328,7 +328,7 @@ class ControlsWidget(QWidget):
                 {
                     "config": config,
                     "exposure_ms": self.exposure_box.value(),
-                    "led_intensity_pct": self.led_box.value(),
+                    "led_intensity": self.led_box.value(),
                     "interval_ms": self.interval_box.value(),
                     "frames": None
                     if self.continuous_box.isChecked()
@@ -337,7 +337,7 @@ class ControlsWidget(QWidget):
                     "model": model,
                     "backend": self.backend_box.currentText(),
                     "policy": self.policy_box.currentText(),
-                    "output": next_free_path(Path(output_text).expanduser()),
+                    "out": next_free_path(Path(output_text).expanduser()),
                     "save_volumes": self.save_volumes_box.isChecked(),
                 }
             )
@@ -348,7 +348,7 @@ class ControlsWidget(QWidget):
         """Fill the fields from ``settings``."""
         self.config_field.edit.setText(str(settings.config))
         self.exposure_box.setValue(settings.exposure_ms)
-        self.led_box.setValue(settings.led_intensity_pct)
+        self.led_box.setValue(settings.led_intensity)
         self.interval_box.setValue(settings.interval_ms)
         self.continuous_box.setChecked(settings.frames is None)
         if settings.frames is not None:
@@ -360,7 +360,7 @@ class ControlsWidget(QWidget):
         self.model_field.edit.setText(settings.model)
         self.backend_box.setCurrentText(settings.backend)
         self.policy_box.setCurrentText(settings.policy)
-        self.output_field.edit.setText(str(settings.output))
+        self.output_field.edit.setText(str(settings.out))
         self.save_volumes_box.setChecked(settings.save_volumes)
 
     # -- state -------------------------------------------------------------------------

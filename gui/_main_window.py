@@ -224,7 +224,7 @@ class DeepzPanel(QMainWindow):
 
     def _on_started(self, settings: LiveSettings) -> None:
         self.telemetry.set_telemetry(Telemetry())
-        self.statusBar().showMessage(f"Running: raw frames to {settings.output}")
+        self.statusBar().showMessage(f"Running: raw frames to {settings.out}")
 
     def _on_finished(self, summary: Any) -> None:
         text = "Finished"

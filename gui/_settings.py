@@ -1,7 +1,8 @@
 """The run plan the panel's controls produce: plain, frozen, validated data.
 
-No Qt here: the same `LiveSettings` can be built in a script or a test, saved next to
-the data it produced (``settings.model_dump_json()``), and handed to the live session.
+No Qt here: `LiveSettings` is acquisition's `RunPlan` with the panel's defaults, so
+the same plan can be built in a script or a test, is saved with the data it produced,
+and is handed to the live session as it is.
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path  # noqa: TC003  (pydantic needs it at run time)
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from deepz_live.acquisition import (
     MAX_PLANES,
     POLICY_DESCRIPTIONS,
     PlaneError,
     Policy,
+    RunPlan,
     check_planes,
 )
 from deepz_live.acquisition import planes_from_range as acquisition_planes_from_range
@@ -43,19 +45,21 @@ class SettingsError(ValueError):
     """Settings that cannot run; the message is written for the user."""
 
 
-class LiveSettings(BaseModel):
-    """One live run: acquisition, refocusing and saving.
+class LiveSettings(RunPlan):
+    """One live run as the panel runs it: a `RunPlan` with the panel's defaults.
+
+    The panel always names a configuration file and a model, refocuses the planes
+    its from/to/step fields give (evenly spaced), offers the backends of `BACKENDS`,
+    and starts with 100 frames at 20 % LED. Other fields as `RunPlan`.
 
     Parameters
     ----------
     config : Path
         Micro-Manager configuration file (``.cfg``).
-    exposure_ms : float
-        Camera exposure per frame.
-    led_intensity_pct : float
+    out : Path
+        Where the raw frames are saved (always; ``.ome.tif`` or ``.ome.zarr``).
+    led_intensity : float
         Light source intensity, 0-100 %.
-    interval_ms : float
-        Time between frame starts; 0 means as fast as possible.
     frames : int or None
         Number of frames; None runs until stopped.
     planes_um : tuple of float
@@ -64,49 +68,22 @@ class LiveSettings(BaseModel):
         Bundled model name (default `LIVE_MODEL_NAME`) or a model file.
     backend : str
         One of `BACKENDS`.
-    policy : str
-        One of `INFERENCE_POLICIES`.
-    output : Path
-        Where the raw frames are saved (always; ``.ome.tif`` or ``.ome.zarr``).
-    save_volumes : bool
-        Also save the refocused volumes (next to the raw file).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     config: Path
-    exposure_ms: float = Field(10.0, gt=0, le=60_000)
-    led_intensity_pct: float = Field(20.0, ge=0, le=100)
-    interval_ms: float = Field(0.0, ge=0)
+    led_intensity: float = Field(20.0, ge=0, le=100)
     frames: int | None = Field(100, gt=0)
     planes_um: tuple[float, ...] = (-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0)
     model: str = LIVE_MODEL_NAME
     backend: Literal["auto", "torch", "onnxruntime"] = "auto"
-    policy: Policy = "latest"
-    output: Path
-    save_volumes: bool = False
+    save_volumes: bool = False  # the panel saves them beside the raw file
 
-    @field_validator("planes_um")
+    @field_validator("config")
     @classmethod
-    def _planes_increasing(cls, planes: tuple[float, ...]) -> tuple[float, ...]:
-        return check_planes(planes)
-
-    @field_validator("model")
-    @classmethod
-    def _model_named(cls, model: str) -> str:
-        if not model.strip():
-            raise ValueError(
-                "choose a model (a bundled name such as 'default' or a file)"
-            )
-        return model.strip()
-
-    @model_validator(mode="after")
-    def _paths_named(self) -> LiveSettings:
-        if str(self.config).strip() in ("", "."):
+    def _config_named(cls, config: Path) -> Path:
+        if str(config).strip() in ("", "."):
             raise ValueError("choose a Micro-Manager configuration file (.cfg)")
-        if str(self.output).strip() in ("", "."):
-            raise ValueError("choose where to save the raw frames")
-        return self
+        return config
 
     @property
     def dz_um(self) -> float:

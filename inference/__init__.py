@@ -14,7 +14,9 @@ from ._errors import (
     ModelQualityWarning,
     StackFormatError,
 )
-from ._evaluate import BinMetrics, EvaluationResult, evaluate_stacks, plot_evaluation
+from ._evaluate import evaluate_stacks
+from ._evaluation_plot import plot_evaluation
+from ._evaluation_result import BinMetrics, EvaluationResult
 from ._export import export_onnx
 from ._metrics import nrmse, psnr, ssim
 from ._modelfile import (
@@ -37,24 +39,24 @@ from ._networks import (
     required_multiple,
 )
 from ._normalize import Normalization
-from ._pairs import (
-    PairConfig,
-    PairSampler,
-    SplitRegion,
-    TargetNormalization,
-    target_for_dpm,
-)
+from ._pairs import PairConfig, PairSampler
 from ._refocuser import Refocuser
 from ._register import estimate_shift, register_pair, valid_slices
 from ._runtime import pick_device
-from ._stacks import ZStack, read_stacks
+from ._splits import SplitRegion
+from ._stacks import read_stacks
+from ._target_normalization import TargetNormalization
+from ._targets import target_for_dpm
 from ._tensorrt import (
     TensorRTBuildError,
     export_tensorrt,
     import_tensorrt,
     sidecar_path,
+    tensorrt_available,
 )
-from ._train import EpochLog, TrainConfig, Trainer, with_overrides
+from ._train import Trainer
+from ._train_config import EpochLog, TrainConfig, with_overrides
+from ._zstack import ZStack
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
@@ -109,6 +111,7 @@ __all__ = [
     "sidecar_path",
     "ssim",
     "target_for_dpm",
+    "tensorrt_available",
     "training_defaults",
     "valid_slices",
     "with_overrides",

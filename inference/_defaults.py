@@ -26,7 +26,7 @@ from deepz_live.inference._errors import InferenceError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from deepz_live.inference._stacks import ZStack
+    from deepz_live.inference._zstack import ZStack
 
 __all__ = ["TrainingDefaults", "training_defaults"]
 

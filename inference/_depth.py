@@ -27,7 +27,7 @@ import numpy as np
 from deepz_live.inference._defaults import immersion_index
 
 if TYPE_CHECKING:
-    from deepz_live.inference._stacks import ZStack
+    from deepz_live.inference._zstack import ZStack
 
 __all__ = [
     "bin_width_um",

@@ -16,15 +16,15 @@ brightness-matched to the target stack (× the pair's robust target/input bright
 ratio), so that the model's gain is not merely the instruments' brightness ratio;
 the in-focus pair (|dz| < 0.5 µm, bin 0) counts too, since turning a widefield plane
 into the confocal one at the same focus is part of the task.
+
+The result and its table and JSON are `EvaluationResult`; its figure is
+`plot_evaluation`.
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,186 +35,23 @@ from deepz_live.inference._depth import (
     peak_z,
     profiles,
 )
+from deepz_live.inference._evaluation_result import (
+    AxialSection,
+    BinMetrics,
+    EvaluationResult,
+    axial_summary,
+)
 from deepz_live.inference._metrics import nrmse, psnr, ssim
-from deepz_live.inference._pairs import _check_targets
+from deepz_live.inference._targets import check_target_stacks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from deepz_live.inference._normalize import Normalization
-    from deepz_live.inference._pairs import TargetNormalization
-    from deepz_live.inference._stacks import ZStack
+    from deepz_live.inference._target_normalization import TargetNormalization
+    from deepz_live.inference._zstack import ZStack
 
-#: predict(normalized_input (Y, X), dz_um (N,)) -> normalized outputs (N, Y, X)
-Predictor = "Callable[[np.ndarray, np.ndarray], np.ndarray]"
-
-
-@dataclass(frozen=True)
-class BinMetrics:
-    """Metrics of one |dz| bin (centre ``dz_um``, width `EvaluationResult.bin_um`).
-
-    PSNR/SSIM/NRMSE are means over the pairs (input plane, target plane) whose |dz|
-    falls in the bin, against the recorded planes and, where the stack has a
-    noise-free twin, against the clean planes (``*_clean``). The axial figures are
-    over the objects whose true distance from the input plane falls in the bin:
-    median |error| of the depth at which each comes into focus in the virtual
-    stack, the share within 1 µm, and the same for the "everything is in the
-    focal plane" baseline. None where the bin has no such pair or object.
-    """
-
-    dz_um: float
-    pairs: int
-    psnr_model: float | None = None
-    psnr_identity: float | None = None
-    ssim_model: float | None = None
-    ssim_identity: float | None = None
-    nrmse_model: float | None = None
-    nrmse_identity: float | None = None
-    psnr_model_clean: float | None = None
-    psnr_identity_clean: float | None = None
-    ssim_model_clean: float | None = None
-    ssim_identity_clean: float | None = None
-    axial_objects: int = 0
-    axial_error_median_um: float | None = None
-    axial_within_1um_fraction: float | None = None
-    axial_baseline_median_um: float | None = None
-    axial_baseline_within_1um_fraction: float | None = None
-
-    @property
-    def psnr_gain_db(self) -> float | None:
-        if self.psnr_model is None or self.psnr_identity is None:
-            return None
-        return self.psnr_model - self.psnr_identity
-
-    @property
-    def psnr_gain_clean_db(self) -> float | None:
-        if self.psnr_model_clean is None or self.psnr_identity_clean is None:
-            return None
-        return self.psnr_model_clean - self.psnr_identity_clean
-
-
-@dataclass
-class AxialSection:
-    """XZ and YZ sections through one object: scan | model | identity (for plots)."""
-
-    source: str
-    input_z_um: float
-    object_zyx: tuple[float, float, float]
-    z_um: np.ndarray
-    pixel_um: float
-    scan: tuple[np.ndarray, np.ndarray]  # (XZ, YZ), each (Z, width)
-    model: tuple[np.ndarray, np.ndarray]
-    identity: tuple[np.ndarray, np.ndarray]
-
-
-def _axial_summary(errors: Sequence[float]) -> tuple[float | None, float | None]:
-    if not len(errors):
-        return None, None
-    e = np.abs(np.asarray(errors, dtype=np.float64))
-    return float(np.median(e)), float(np.mean(e <= 1.0 + 1e-9))
-
-
-@dataclass
-class EvaluationResult:
-    """Per-|dz| metrics for a model and the identity baseline."""
-
-    model: str
-    stacks: list[str]
-    bins: list[BinMetrics]
-    inputs_per_stack: int | None
-    crop: int | None
-    notes: list[str] = field(default_factory=list)
-    bin_um: float = 1.0
-    clean_targets: bool = False
-    axial_range_um: float | None = None
-    axial_errors_um: list[float] = field(default_factory=list)
-    axial_baseline_errors_um: list[float] = field(default_factory=list)
-    sections: list[AxialSection] = field(default_factory=list, repr=False)
-
-    def mean_psnr_gain_db(
-        self, lo: float = 1.0, hi: float = np.inf, *, clean: bool = False
-    ) -> float | None:
-        """Mean PSNR gain (dB) over the bins with lo ≤ |dz| ≤ hi."""
-        gains = [
-            g
-            for b in self.bins
-            if lo <= b.dz_um <= hi
-            and (g := b.psnr_gain_clean_db if clean else b.psnr_gain_db) is not None
-        ]
-        return float(np.mean(gains)) if gains else None
-
-    def axial(self) -> dict[str, float | int | None]:
-        """Overall axial-localization figures (see `BinMetrics`)."""
-        median, within = _axial_summary(self.axial_errors_um)
-        base, base_within = _axial_summary(self.axial_baseline_errors_um)
-        return {
-            "axial_objects": len(self.axial_errors_um),
-            "axial_error_median_um": median,
-            "axial_within_1um_fraction": within,
-            "axial_baseline_median_um": base,
-            "axial_baseline_within_1um_fraction": base_within,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON of ``deepz evaluate --json``."""
-        axial = {k: _round(v) for k, v in self.axial().items()}
-        return {
-            "model": self.model,
-            "stacks": self.stacks,
-            "inputs_per_stack": self.inputs_per_stack,
-            "crop": self.crop,
-            "bin_um": self.bin_um,
-            "clean_targets": self.clean_targets,
-            "axial_range_um": self.axial_range_um,
-            **axial,
-            "bins": [{k: _round(v) for k, v in asdict(b).items()} for b in self.bins],
-            "mean_psnr_gain_db": _round(self.mean_psnr_gain_db(1.0)),
-            "mean_psnr_gain_db_2_to_10um": _round(self.mean_psnr_gain_db(2.0, 10.0)),
-            "mean_psnr_gain_clean_db_2_to_10um": _round(
-                self.mean_psnr_gain_db(2.0, 10.0, clean=True)
-            ),
-            "notes": self.notes,
-        }
-
-    def table(self) -> str:
-        """A Markdown table per |dz| bin."""
-
-        def fmt(value: float | None, spec: str) -> str:
-            return "–" if value is None else format(value, spec)
-
-        clean = self.clean_targets
-        head = "| abs(dz) µm | objects | axial error model µm | within 1 µm | "
-        head += "axial error in-focal-plane µm | pairs | PSNR model | PSNR identity | "
-        head += "gain dB | SSIM model | SSIM identity |"
-        if clean:
-            head += " PSNR model clean | PSNR identity clean | gain clean dB |"
-        lines = [head, "|" + "---|" * (head.count("|") - 1)]
-        for b in self.bins:
-            row = (
-                f"| {b.dz_um:g} | {b.axial_objects} | "
-                f"{fmt(b.axial_error_median_um, '.2f')} | "
-                f"{fmt(b.axial_within_1um_fraction, '.0%')} | "
-                f"{fmt(b.axial_baseline_median_um, '.2f')} | {b.pairs} | "
-                f"{fmt(b.psnr_model, '.2f')} | {fmt(b.psnr_identity, '.2f')} | "
-                f"{fmt(b.psnr_gain_db, '+.2f')} | {fmt(b.ssim_model, '.3f')} | "
-                f"{fmt(b.ssim_identity, '.3f')} |"
-            )
-            if clean:
-                row += (
-                    f" {fmt(b.psnr_model_clean, '.2f')} | "
-                    f"{fmt(b.psnr_identity_clean, '.2f')} | "
-                    f"{fmt(b.psnr_gain_clean_db, '+.2f')} |"
-                )
-            lines.append(row)
-        return "\n".join(lines)
-
-
-def _round(value: float | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    return float(f"{value:.5g}")
+__all__ = ["centre_crop_window", "choose_input_planes", "evaluate_stacks"]
 
 
 def choose_input_planes(
@@ -305,7 +142,7 @@ def evaluate_stacks(
         (two objects above one another share a column of the virtual stack).
     sections : int
         Keep XZ/YZ sections (scan | model | identity) through this many objects,
-        for `plot_sections`.
+        for `plot_evaluation`.
 
     Raises
     ------
@@ -318,7 +155,7 @@ def evaluate_stacks(
     if target_stacks is not None:
         if target_normalization is None:
             raise ValueError("target_stacks need a target_normalization")
-        truth = _check_targets(stacks, target_stacks)
+        truth = check_target_stacks(stacks, target_stacks)
         brightness = [
             target_normalization.brightness_ratio(s.data, t.data, normalization)
             for s, t in zip(stacks, truth, strict=True)
@@ -478,8 +315,8 @@ def _bin_metrics(centre: float, values: dict[str, list[float]]) -> BinMetrics:
         for name, v in values.items()
         if v and not name.startswith("axial")
     }
-    median, within = _axial_summary(values.get("axial", []))
-    base, base_within = _axial_summary(values.get("axial_baseline", []))
+    median, within = axial_summary(values.get("axial", []))
+    base, base_within = axial_summary(values.get("axial_baseline", []))
     return BinMetrics(
         dz_um=float(centre),
         pairs=len(values.get("psnr_model", [])),
@@ -537,122 +374,3 @@ def _section(
         model=(predicted[:, yi, :].copy(), predicted[:, :, xi].copy()),
         identity=(identity[:, yi, :].copy(), identity[:, :, xi].copy()),
     )
-
-
-def plot_evaluation(result: EvaluationResult, path: str | Path) -> Path:
-    """PSNR, SSIM and axial error versus |dz|, and XZ/YZ sections, as one figure.
-
-    Top row: PSNR and SSIM of the model and of the identity (against the clean
-    planes too, where the stacks have them), and the median axial error of the
-    model beside the "everything in the focal plane" baseline. Below, for each
-    kept section (`evaluate_stacks(..., sections=N)`): XZ and YZ through one
-    object, each as scan | model | identity at the same contrast, axes in µm,
-    the input plane dashed and the object's true focus marked.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = 1 + len(result.sections)
-    fig = plt.figure(figsize=(15, 4 + 3.2 * len(result.sections)))
-    grid = fig.add_gridspec(rows, 6, height_ratios=[4] + [3.2] * len(result.sections))
-    top = [fig.add_subplot(grid[0, 0:2]), fig.add_subplot(grid[0, 2:4])]
-    top.append(fig.add_subplot(grid[0, 4:6]))
-    for ax, metric, unit in ((top[0], "psnr", "PSNR (dB)"), (top[1], "ssim", "SSIM")):
-        for suffix, style, label in (("", "-", "recorded"), ("_clean", ":", "clean")):
-            model = _series(result.bins, f"{metric}_model{suffix}")
-            ident = _series(result.bins, f"{metric}_identity{suffix}")
-            if not model:
-                continue
-            ax.plot(*zip(*model, strict=True), "o" + style, color="C0",
-                    label=f"model ({result.model}) vs {label}")  # fmt: skip
-            ax.plot(*zip(*ident, strict=True), "s" + style, color="grey",
-                    label=f"identity vs {label}")  # fmt: skip
-        ax.set_xlabel("|dz| (µm)")
-        ax.set_ylabel(unit)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    axial = [(b.dz_um, b.axial_error_median_um, b.axial_baseline_median_um)
-             for b in result.bins if b.axial_error_median_um is not None]  # fmt: skip
-    ax = top[2]
-    if axial:
-        d, model_err, base_err = zip(*axial, strict=True)
-        ax.plot(d, model_err, "o-", color="C0", label=f"model ({result.model})")
-        ax.plot(d, base_err, "s--", color="grey", label="all in the focal plane")
-        ax.axhline(1.0, color="C2", lw=0.8, label="1 µm")
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no objects scored", ha="center", transform=ax.transAxes)
-    ax.set_xlabel("true distance of the object from the input plane (µm)")
-    ax.set_ylabel("median axial error (µm)")
-    ax.grid(alpha=0.3)
-    for r, section in enumerate(result.sections, start=1):
-        _plot_section(fig, grid, r, section)
-    axial_all = result.axial()
-    title = f"{result.model} on {len(result.stacks)} stack(s)"
-    if axial_all["axial_error_median_um"] is not None:
-        title += (
-            f"; axial error median {axial_all['axial_error_median_um']:.2f} µm "
-            f"({axial_all['axial_within_1um_fraction']:.0%} within 1 µm), in-focal-"
-            f"plane guess {axial_all['axial_baseline_median_um']:.2f} µm"
-        )
-    gain = result.mean_psnr_gain_db(2.0, 10.0)
-    if gain is not None:
-        title += f"; PSNR gain 2-10 µm {gain:+.2f} dB"
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
-
-
-def _series(bins: Sequence[BinMetrics], name: str) -> list[tuple[float, float]]:
-    """``(dz, value)`` of the bins where the metric exists."""
-    return [(b.dz_um, value) for b in bins if (value := getattr(b, name)) is not None]
-
-
-#: half-width (µm) of the sections' lateral extent around the object
-_SECTION_HALF_WIDTH_UM = 12.0
-
-
-def _plot_section(fig: Any, grid: Any, row: int, section: AxialSection) -> None:
-    z = section.z_um
-    z_obj, y_obj, x_obj = section.object_zyx
-    half = round(_SECTION_HALF_WIDTH_UM / section.pixel_um)
-    for c, (name, centre) in enumerate((("XZ", x_obj), ("YZ", y_obj))):
-        images = [section.scan[c], section.model[c], section.identity[c]]
-        lo = max(0, round(centre) - half)
-        hi = min(images[0].shape[1], round(centre) + half + 1)
-        images = [im[:, lo:hi] for im in images]
-        vmin = float(np.percentile(images[0], 0.5))
-        vmax = float(np.percentile(images[0], 99.9))
-        lateral = (np.array([lo, hi - 1]) - centre) * section.pixel_um
-        extent = (lateral[0], lateral[1], z[0] - z_obj, z[-1] - z_obj)
-        for k, (image, label) in enumerate(
-            zip(images, ("scan", "model", "identity"), strict=True)
-        ):
-            ax = fig.add_subplot(grid[row, 3 * c + k])
-            ax.imshow(
-                image,
-                cmap="gray",
-                vmin=vmin,
-                vmax=vmax,
-                origin="lower",
-                extent=extent,
-                aspect="equal",
-                interpolation="nearest",
-            )
-            ax.axhline(section.input_z_um - z_obj, color="C1", ls="--", lw=0.8)
-            ax.plot([0], [0], marker="+", color="C3", ms=10)
-            axis = "x" if name == "XZ" else "y"
-            ax.set_title(f"{name} {label}", fontsize=9)
-            ax.set_xlabel(f"{axis} (µm)", fontsize=8)
-            if k == 0:
-                ax.set_ylabel("z − object focus (µm)", fontsize=8)
-            ax.tick_params(labelsize=7)
-
-
-def write_json(result: EvaluationResult, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(result.to_dict(), indent=2))

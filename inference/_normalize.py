@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from numpy.typing import ArrayLike
 
-    from deepz_live.inference._stacks import ZStack
+    from deepz_live.inference._zstack import ZStack
 
 __all__ = ["Normalization"]
 

@@ -1,54 +1,43 @@
-"""Deep-Z training pairs from measured z-stacks.
+"""Deep-Z training pairs from measured z-stacks: `PairConfig` and `PairSampler`.
 
 A pair is ``(input plane crop, DPM, target)``: the network sees one recorded plane
 and a digital propagation matrix (per-pixel refocusing distance, µm) and must
-produce the image at ``z_input + DPM``. Constant DPMs teach refocusing to flat
-planes; tilted and curved DPMs teach refocusing to surfaces (Wu et al. 2019). The
-target at an arbitrary z is interpolated linearly between the two recorded planes
-that bracket it, pixel by pixel (`target_for_dpm`); this is exact at recorded
-planes and a good approximation when the z step is finer than the depth of field.
-
-Validation must never see training pixels, or it measures memory rather than
-refocusing: `PairSampler` splits either whole stacks (``split_by="stack"``) or a
-band of every field of view (``split_by="region"``).
-
-Cross-modality Deep-Z (Wu et al. 2019: widefield in, confocal out) takes the target
-from a second, registered stack of the same sample (``target_stacks``); the other
-detector's dark level and brightness are handled by `TargetNormalization`.
+produce the image at ``z_input + DPM``. The sampler puts together the parts that
+live in their own modules: a side of a train/val split that never shares pixels with
+the other (`split_regions`), a DPM (`constant_dpm`, `surface_dpm`), the target
+interpolated at ``z_input + DPM`` (`target_for_dpm`) and its normalization with the
+input crop's scale (cross-modality targets: `TargetNormalization`), then the same
+flips and rotations for input, DPM and target.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from deepz_live.inference._normalize import Normalization
+from deepz_live.inference._dpms import constant_dpm, surface_dpm
+from deepz_live.inference._splits import SplitRegion, cut_to_regions, split_regions
+from deepz_live.inference._target_normalization import TargetNormalization
+from deepz_live.inference._targets import (
+    Z_TOLERANCE_UM,
+    check_same_pixel_size,
+    check_target_stacks,
+    plane_at,
+    target_for_dpm,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
     from numpy.typing import ArrayLike
 
-    from deepz_live.inference._stacks import ZStack
+    from deepz_live.inference._normalize import Normalization
+    from deepz_live.inference._zstack import ZStack
 
-__all__ = [
-    "PairConfig",
-    "PairSampler",
-    "SplitRegion",
-    "TargetNormalization",
-    "ValidationPair",
-    "target_for_dpm",
-]
-
-# Positions within this many µm outside the stack count as inside: they come from
-# float rounding of z_input + dz, not from a DPM that really leaves the stack.
-_Z_TOLERANCE_UM = 1e-6
-
-# Pixel sizes of stacks used to train one model may differ by this much (relative).
-_PIXEL_TOLERANCE = 0.01
+__all__ = ["PairConfig", "PairSampler", "ValidationPair"]
 
 
 @dataclass(frozen=True)
@@ -109,123 +98,6 @@ class PairConfig:
         object.__setattr__(self, "crop", int(self.crop))
 
 
-@dataclass(frozen=True)
-class TargetNormalization:
-    """How targets from another detector (cross-modality) are normalized.
-
-    A target crop is normalized as ``(target - offset) / (input_scale × ratio)``:
-    ``offset`` is the *target* detector's dark level (a confocal PMT's is not the
-    widefield camera's) and ``input_scale`` the input crop's robust scale, exactly
-    as for single-modality pairs, so the output stays relative to the frame the
-    network sees. ``ratio`` depends on ``mode``:
-
-    ``"input"`` (the default)
-        ``ratio = 1``: the target in the input's units. The network also learns
-        the brightness ratio of the two instruments (a constant for one setup).
-    ``"stack"``
-        ``ratio = S_target / S_input``, the robust scales (``percentile`` above the
-        offset) of the target and input stacks, fitted once per stack pair on the
-        pixels the sampler (or evaluation) uses: the target gets the input's
-        brightness and the network would only learn the change of contrast.
-
-    Measured on the NEUBIAS widefield/confocal nucleus (registered; train on the
-    left half, validate on the right; crop 64, ±8 µm, 4 epochs × 60 steps, no GAN,
-    seed 0), validation PSNR of the model, mean over the |dz| = 0–4 µm bins:
-    ``"input"`` 17.0 dB, ``"stack"`` 11.6 dB (all bins 0–8 µm: 11.7 vs 0.4 dB;
-    SSIM 0.44 vs 0.30). ``"stack"`` wins only in focus (20.6 vs 16.7 dB at 0 µm):
-    with the target as dim as the input, the widefield haze the network passes
-    through from its input dominates the error on the nearly dark confocal planes
-    away from the nucleus, whereas a target ~6× brighter than the input (this
-    setup's ratio) makes that leak 6× smaller relative to the signal. Hence
-    ``"input"``. PSNR compares the two fairly: both normalizations differ only by
-    one constant per stack, which PSNR (range of the target) does not see.
-
-    Parameters
-    ----------
-    normalization : Normalization
-        Offset (target dark level), percentile and floor used for target scales.
-    mode : {"stack", "input"}
-        See above.
-
-    Raises
-    ------
-    ValueError
-        An unknown mode.
-    """
-
-    normalization: Normalization
-    mode: Literal["stack", "input"] = "input"
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("stack", "input"):
-            raise ValueError(f"mode must be 'stack' or 'input', got {self.mode!r}")
-
-    def brightness_ratio(
-        self,
-        input_data: np.ndarray,
-        target_data: np.ndarray,
-        input_normalization: Normalization,
-    ) -> float:
-        """``S_target / S_input``: robust target/input brightness of a stack pair.
-
-        Parameters
-        ----------
-        input_data, target_data : numpy.ndarray
-            The raw voxels of the input and target stacks (same region of both).
-        input_normalization : Normalization
-            The input's normalization (its offset and percentile).
-        """
-        return self.normalization.scale_of(target_data) / input_normalization.scale_of(
-            input_data
-        )
-
-    def ratio(self, brightness_ratio: float) -> float:
-        """The ``ratio`` of the class formula, given a pair's `brightness_ratio`."""
-        return brightness_ratio if self.mode == "stack" else 1.0
-
-    def apply(self, target: ArrayLike, input_scale: float, ratio: float) -> np.ndarray:
-        """Normalize a raw target crop given its input crop's scale and the ratio."""
-        return self.normalization.apply(target, input_scale * ratio)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable form, for model files and checkpoints."""
-        return {**self.normalization.to_dict(), "mode": self.mode}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TargetNormalization:
-        """Rebuild from `to_dict` output.
-
-        Raises
-        ------
-        ValueError
-            Not a mapping, an unknown mode, or a bad normalization entry.
-        """
-        if not hasattr(d, "keys"):
-            raise ValueError(
-                f"target_normalization must be a mapping, got {type(d).__name__}"
-            )
-        values = dict(d)
-        mode = values.pop("mode", "input")
-        return cls(Normalization.from_dict(values), mode)
-
-    @classmethod
-    def fit(
-        cls, target_stacks: Sequence[ZStack], mode: Literal["stack", "input"] = "input"
-    ) -> TargetNormalization:
-        """The target detector's offset from its stacks (see `Normalization.fit`)."""
-        return cls(Normalization.fit(target_stacks), mode)
-
-
-class SplitRegion(NamedTuple):
-    """The part of one stack's field a sampler draws crops from (half-open)."""
-
-    stack_index: int
-    y_start: int
-    y_stop: int
-    x_start: int
-    x_stop: int
-
-
 @dataclass(frozen=True, eq=False)
 class ValidationPair:
     """One deterministic evaluation pair with a constant DPM, and where it came from.
@@ -253,82 +125,6 @@ class ValidationPair:
     plane_index: int
     y0: int
     x0: int
-
-
-def target_for_dpm(
-    stack: ZStack,
-    plane_index: int,
-    dpm_um: ArrayLike,
-    y0: int,
-    x0: int,
-    *,
-    clean: bool = False,
-) -> np.ndarray:
-    """The image at ``z_um[plane_index] + dpm`` over a crop, interpolated in z.
-
-    Each pixel is interpolated linearly between the two recorded planes that
-    bracket its own z, at that pixel.
-
-    Parameters
-    ----------
-    stack : ZStack
-        Source stack.
-    plane_index : int
-        Input plane; the DPM is relative to its z.
-    dpm_um : array_like
-        ``(h, w)`` refocusing distance per pixel, µm.
-    y0, x0 : int
-        Top-left corner of the crop in the stack's field.
-    clean : bool
-        Interpolate the stack's noise-free twin instead (where it has one).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(h, w)`` float32 target in the stack's intensity units.
-
-    Raises
-    ------
-    ValueError
-        The crop leaves the field, the plane index is out of range, or some
-        ``z_um[plane_index] + dpm`` lies outside the stack's z range.
-    """
-    dpm = np.asarray(dpm_um, dtype=np.float64)
-    if dpm.ndim != 2:
-        raise ValueError(f"dpm_um must be 2-D (h, w), got shape {dpm.shape}")
-    n_z, height, width = stack.shape
-    h, w = dpm.shape
-    if not 0 <= plane_index < n_z:
-        raise ValueError(f"plane_index {plane_index} outside 0..{n_z - 1}")
-    if y0 < 0 or x0 < 0 or y0 + h > height or x0 + w > width:
-        raise ValueError(
-            f"crop {h}×{w} at (y0={y0}, x0={x0}) leaves the {height}×{width} field "
-            f"of {stack.source}"
-        )
-    z_planes = stack.z_um
-    z = z_planes[plane_index] + dpm
-    low, high = z_planes[0], z_planes[-1]
-    if not np.all(np.isfinite(z)) or (
-        z.min() < low - _Z_TOLERANCE_UM or z.max() > high + _Z_TOLERANCE_UM
-    ):
-        raise ValueError(
-            f"the DPM reaches z = {np.nanmin(z):.4g}..{np.nanmax(z):.4g} µm, outside "
-            f"the {low:.4g}..{high:.4g} µm recorded in {stack.source}"
-        )
-    z = np.clip(z, low, high)
-    below = np.clip(np.searchsorted(z_planes, z, side="right") - 1, 0, n_z - 2)
-    weight = (z - z_planes[below]) / (z_planes[below + 1] - z_planes[below])
-    rows = np.arange(y0, y0 + h)[:, np.newaxis]
-    cols = np.arange(x0, x0 + w)[np.newaxis, :]
-    data = _target_data(stack, clean)
-    lower = data[below, rows, cols]
-    upper = data[below + 1, rows, cols]
-    return ((1.0 - weight) * lower + weight * upper).astype(np.float32)
-
-
-def _target_data(stack: ZStack, clean: bool) -> np.ndarray:
-    """The planes targets come from: the noise-free twin if asked and present."""
-    return stack.clean if clean and stack.clean is not None else stack.data
 
 
 class PairSampler:
@@ -399,11 +195,11 @@ class PairSampler:
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         self.val_fraction = float(val_fraction)
-        _check_same_pixel_size(self._stacks)
+        check_same_pixel_size(self._stacks)
         self._targets = (
             None
             if target_stacks is None
-            else _check_targets(self._stacks, target_stacks)
+            else check_target_stacks(self._stacks, target_stacks)
         )
         self.target_normalization = (
             None
@@ -457,36 +253,15 @@ class PairSampler:
 
     # --- splits ---------------------------------------------------------------
 
-    def _split_regions(self, split: str) -> list[SplitRegion]:
-        """The regions of one side of the split (the same for every sampler)."""
-        if self.split_by == "stack":
-            n = len(self._stacks)
-            if n < 2:
-                raise ValueError(
-                    "split_by='stack' holds out whole stacks and needs at least 2; "
-                    "with a single stack use split_by='region'"
-                )
-            order = np.random.default_rng(self.seed).permutation(n)
-            n_val = min(max(1, round(self.val_fraction * n)), n - 1)
-            held_out = set(order[:n_val].tolist())
-            return [
-                SplitRegion(i, 0, s.shape[1], 0, s.shape[2])
-                for i, s in enumerate(self._stacks)
-                if (i in held_out) == (split == "val")
-            ]
-        regions = []
-        for i, stack in enumerate(self._stacks):
-            _, height, width = stack.shape
-            # the band runs across the longer axis, so both sides stay wide
-            length = max(height, width)
-            n_val = min(max(1, round(self.val_fraction * length)), length - 1)
-            boundary = length - n_val  # validation: the last n_val columns (rows)
-            lo, hi = (0, boundary) if split == "train" else (boundary, length)
-            if width >= height:
-                regions.append(SplitRegion(i, 0, height, lo, hi))
-            else:
-                regions.append(SplitRegion(i, lo, hi, 0, width))
-        return regions
+    def _split_regions(self, side: Literal["train", "val"]) -> list[SplitRegion]:
+        """The regions of one side of this sampler's split."""
+        return split_regions(
+            self._stacks,
+            side,
+            split_by=self.split_by,
+            val_fraction=self.val_fraction,
+            seed=self.seed,
+        )
 
     def held_out_stacks(self) -> list[ZStack]:
         """The validation side of the split, as stacks cropped to it.
@@ -496,19 +271,13 @@ class PairSampler:
         The same for the train and the val sampler of one split, so evaluation
         code can score a model on pixels training never saw.
         """
-        return [
-            self._stacks[r.stack_index].crop(r.y_start, r.y_stop, r.x_start, r.x_stop)
-            for r in self._split_regions("val")
-        ]
+        return cut_to_regions(self._stacks, self._split_regions("val"))
 
     def held_out_target_stacks(self) -> list[ZStack] | None:
         """The target stacks cut like `held_out_stacks` (None: not cross-modal)."""
         if self._targets is None:
             return None
-        return [
-            self._targets[r.stack_index].crop(r.y_start, r.y_stop, r.x_start, r.x_stop)
-            for r in self._split_regions("val")
-        ]
+        return cut_to_regions(self._targets, self._split_regions("val"))
 
     @property
     def stacks(self) -> list[ZStack]:
@@ -564,9 +333,9 @@ class PairSampler:
         y0 = int(rng.integers(region.y_start, region.y_stop - crop + 1))
         x0 = int(rng.integers(region.x_start, region.x_stop - crop + 1))
         if rng.random() < self.config.surface_fraction:
-            plane, dpm = self._surface_dpm(stack, rng)
+            plane, dpm = surface_dpm(self.config, stack, rng)
         else:
-            plane, dpm = self._constant_dpm(stack, rng)
+            plane, dpm = constant_dpm(self.config, stack, rng)
         pair = self._pair(k, plane, dpm, y0, x0)
         return self._augment(pair, rng)
 
@@ -644,12 +413,12 @@ class PairSampler:
             scale = self.normalization.scale_of(raw_input)
             x[k, 0] = self.normalization.apply(raw_input, scale)
             z = stack.z_um[plane] + distances
-            inside = (z >= stack.z_um[0] - _Z_TOLERANCE_UM) & (
-                z <= stack.z_um[-1] + _Z_TOLERANCE_UM
+            inside = (z >= stack.z_um[0] - Z_TOLERANCE_UM) & (
+                z <= stack.z_um[-1] + Z_TOLERANCE_UM
             )
             for j in np.flatnonzero(inside):
                 y[k, j] = self.normalization.apply(
-                    _plane_at(
+                    plane_at(
                         stack, float(z[j]), window, clean=self.config.clean_targets
                     ),
                     scale,
@@ -706,8 +475,8 @@ class PairSampler:
             z = stack.z_um
             for dz in dzs:
                 fits = np.flatnonzero(
-                    (z + dz >= z[0] - _Z_TOLERANCE_UM)
-                    & (z + dz <= z[-1] + _Z_TOLERANCE_UM)
+                    (z + dz >= z[0] - Z_TOLERANCE_UM)
+                    & (z + dz <= z[-1] + Z_TOLERANCE_UM)
                 )
                 if fits.size == 0:
                     continue
@@ -729,65 +498,6 @@ class PairSampler:
         return pairs
 
     # --- internals ------------------------------------------------------------
-
-    def _dz_bounds(self, stack: ZStack, plane: int) -> tuple[float, float]:
-        """Range of DPM values allowed for an input plane: within ±range and stack."""
-        z = stack.z_um
-        limit = self.config.dz_range_um
-        return max(-limit, z[0] - z[plane]), min(limit, z[-1] - z[plane])
-
-    def _constant_dpm(
-        self, stack: ZStack, rng: np.random.Generator
-    ) -> tuple[int, np.ndarray]:
-        plane = int(rng.integers(stack.shape[0]))
-        low, high = self._dz_bounds(stack, plane)
-        dz = rng.uniform(low, high)
-        crop = self.config.crop
-        return plane, np.full((crop, crop), dz, dtype=np.float64)
-
-    def _surface_dpm(
-        self, stack: ZStack, rng: np.random.Generator
-    ) -> tuple[int, np.ndarray]:
-        """A tilted plane or a paraboloid, offset so that every value fits."""
-        crop = self.config.crop
-        # crop coordinates spanning [-0.5, 0.5] in both directions
-        axis = np.linspace(-0.5, 0.5, crop) if crop > 1 else np.zeros(1)
-        v, u = np.meshgrid(axis, axis, indexing="ij")
-        if rng.random() < 0.5:
-            angle = rng.uniform(0.0, 2.0 * np.pi)
-            direction = np.cos(angle) * u + np.sin(angle) * v
-            amount = rng.uniform(0.0, self.config.max_tilt_um)
-            # peak to peak of `direction` is |cos| + |sin|: scale it to `amount`
-            norm = abs(np.cos(angle)) + abs(np.sin(angle))
-            shape = amount * direction / norm
-        else:
-            cu, cv = rng.uniform(-0.25, 0.25, size=2)
-            r2 = (u - cu) ** 2 + (v - cv) ** 2
-            sag = rng.uniform(
-                -self.config.max_curvature_um, self.config.max_curvature_um
-            )
-            shape = sag * r2 / max(float(r2.max()), 1e-12)
-        z = stack.z_um
-        room = min(2.0 * self.config.dz_range_um, z[-1] - z[0])
-        span = float(np.ptp(shape))
-        if span > room:
-            shape *= room / span
-        limit = self.config.dz_range_um
-        plane_low = np.maximum(-limit, z[0] - z)  # allowed DPM values, per plane
-        plane_high = np.minimum(limit, z[-1] - z)
-        while True:
-            lows = plane_low - shape.min()
-            highs = plane_high - shape.max()
-            fits = np.flatnonzero(highs >= lows)
-            if fits.size:
-                break
-            # The surface fits the range and the stack, but not from any recorded
-            # plane (coarse z steps): flatten it until it does; flat always fits.
-            shape *= 0.5
-        plane = int(fits[rng.integers(fits.size)])
-        base = rng.uniform(lows[plane], highs[plane])
-        # rounding of base + shape must not step over the bounds
-        return plane, np.clip(base + shape, plane_low[plane], plane_high[plane])
 
     def _pair(
         self, region_index: int, plane: int, dpm: np.ndarray, y0: int, x0: int
@@ -837,63 +547,3 @@ class PairSampler:
             f"stacks={list(self.stack_indices)}, crop={self.config.crop}, "
             f"dz_range_um={self.config.dz_range_um})"
         )
-
-
-def _plane_at(
-    stack: ZStack, z: float, window: tuple[slice, slice], *, clean: bool = False
-) -> np.ndarray:
-    """The stack's image at one z (linear between the two bracketing planes).
-
-    `target_for_dpm` with a constant DPM gives the same image; this scalar case
-    slices whole planes instead of indexing pixel by pixel, which matters for
-    stack batches (one target per output plane, 41 per input).
-    """
-    z_planes = stack.z_um
-    z = min(max(z, z_planes[0]), z_planes[-1])
-    below = int(np.searchsorted(z_planes, z, side="right")) - 1
-    below = min(max(below, 0), len(z_planes) - 2)
-    weight = (z - z_planes[below]) / (z_planes[below + 1] - z_planes[below])
-    data = _target_data(stack, clean)
-    lower = data[below][window].astype(np.float32)
-    if weight < 1e-9:
-        return lower
-    upper = data[below + 1][window].astype(np.float32)
-    return lower + np.float32(weight) * (upper - lower)
-
-
-def _check_targets(
-    stacks: Sequence[ZStack], target_stacks: Sequence[ZStack]
-) -> list[ZStack]:
-    """Target stacks that pair one to one with ``stacks``: same shape, same z."""
-    targets = list(target_stacks)
-    if len(targets) != len(stacks):
-        raise ValueError(
-            f"{len(targets)} target stacks for {len(stacks)} input stacks: give one "
-            "registered target stack per input stack"
-        )
-    for stack, target in zip(stacks, targets, strict=True):
-        if target.shape != stack.shape or not np.allclose(
-            target.z_um, stack.z_um, atol=_Z_TOLERANCE_UM
-        ):
-            raise ValueError(
-                f"target {target.source} {target.shape} does not match input "
-                f"{stack.source} {stack.shape} plane for plane; register the pair "
-                "first (inference._register.register_pair)"
-            )
-        if not np.allclose(target.pixel_um, stack.pixel_um, rtol=_PIXEL_TOLERANCE):
-            raise ValueError(
-                f"target {target.source} has {target.pixel_um} µm pixels, input "
-                f"{stack.source} has {stack.pixel_um}: register the pair first"
-            )
-    return targets
-
-
-def _check_same_pixel_size(stacks: Sequence[ZStack]) -> None:
-    reference = np.asarray(stacks[0].pixel_um)
-    for stack in stacks[1:]:
-        if not np.allclose(stack.pixel_um, reference, rtol=_PIXEL_TOLERANCE):
-            raise ValueError(
-                f"{stack.source} has {stack.pixel_um} µm pixels but "
-                f"{stacks[0].source} has {tuple(reference.tolist())}: a Deep-Z model "
-                "serves one pixel size; resample the stacks or train separate models"
-            )

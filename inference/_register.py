@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 if TYPE_CHECKING:
-    from deepz_live.inference._stacks import ZStack
+    from deepz_live.inference._zstack import ZStack
 
 __all__ = ["estimate_shift", "register_pair", "valid_slices"]
 

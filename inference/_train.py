@@ -1,11 +1,13 @@
-"""Training a Deep-Z generator from z-stacks.
+"""Training a Deep-Z generator from z-stacks: the `Trainer`.
 
 The recipe of Wu et al. (Nat. Methods 16, 1323, 2019): a U-Net generator fed
 [image, DPM] and a conditional PatchGAN discriminator, trained with a least-squares
-adversarial loss plus pixel (L1) and structural (1 − SSIM) terms. AdamW, gradient
-clipping, automatic mixed precision on CUDA, a fixed seed; a checkpoint after every
-epoch (``--resume`` continues from it) and validation on held-out data every epoch
-(PSNR/SSIM per |dz| bin against the identity baseline).
+adversarial loss plus pixel (L1) and structural (1 − SSIM) terms (`_losses`). AdamW,
+gradient clipping, automatic mixed precision on CUDA, a fixed seed; a checkpoint
+after every epoch (``--resume`` continues from it) and validation on held-out data
+every epoch (PSNR/SSIM per |dz| bin against the identity baseline); the weights of
+the best validated epoch are kept. The run's settings are a `TrainConfig`; what a
+saved model records of the run is built by `_provenance`.
 
 Given ``target_stacks`` (registered stacks of the same samples from another detector)
 the same recipe trains the cross-modality variant of Deep-Z: widefield plane and DPM
@@ -17,82 +19,42 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from deepz_live.inference._errors import InferenceError
-from deepz_live.inference._evaluate import EvaluationResult, evaluate_stacks
+from deepz_live.inference._evaluate import evaluate_stacks
+from deepz_live.inference._losses import (
+    lsgan_discriminator_loss,
+    lsgan_generator_loss,
+    pixel_loss,
+    structural_loss,
+)
 from deepz_live.inference._networks import (
-    DiscriminatorConfig,
     GeneratorConfig,
     build_discriminator,
     build_generator,
     required_multiple,
 )
 from deepz_live.inference._normalize import Normalization
-from deepz_live.inference._pairs import PairConfig, PairSampler, TargetNormalization
+from deepz_live.inference._pairs import PairSampler
+from deepz_live.inference._provenance import training_model_info
 from deepz_live.inference._runtime import pick_device
+from deepz_live.inference._target_normalization import TargetNormalization
+from deepz_live.inference._train_config import EpochLog, check_stack_training
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from deepz_live.inference._stacks import ZStack
+    from deepz_live.inference._evaluation_result import EvaluationResult
+    from deepz_live.inference._modelfile import ModelInfo
+    from deepz_live.inference._train_config import TrainConfig
+    from deepz_live.inference._zstack import ZStack
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run (saved with the model).
-
-    Loss weights follow the Deep-Z recipe in spirit: pixel and structural terms
-    dominate, the adversarial term sharpens.
-    """
-
-    epochs: int = 20
-    steps_per_epoch: int = 200
-    batch_size: int = 8
-    pairs: PairConfig = field(default_factory=PairConfig)
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
-    discriminator: DiscriminatorConfig | None = field(
-        default_factory=DiscriminatorConfig
-    )
-    lr_generator: float = 2e-4
-    lr_discriminator: float = 2e-4
-    weight_decay: float = 1e-4
-    weight_l1: float = 1.0
-    weight_ssim: float = 0.5
-    weight_adversarial: float = 0.02
-    pixel_loss: Literal["l1", "l2"] = "l2"
-    grad_clip: float = 1.0
-    split_by: Literal["stack", "region"] = "stack"
-    val_fraction: float = 0.25
-    val_inputs_per_stack: int = 2
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["generator"] = self.generator.to_dict()
-        d["discriminator"] = (
-            None if self.discriminator is None else self.discriminator.to_dict()
-        )
-        return d
-
-
-@dataclass
-class EpochLog:
-    epoch: int
-    loss_generator: float
-    loss_l1: float
-    loss_ssim: float
-    loss_adversarial: float
-    loss_discriminator: float | None
-    seconds: float
-    validation: dict[str, Any]
+__all__ = ["Trainer"]
 
 
 class Trainer:
@@ -139,7 +101,7 @@ class Trainer:
                 f"{math.ceil(config.pairs.crop / multiple) * multiple}."
             )
         if config.generator.is_stack:
-            _check_stack_training(config, target_stacks)
+            check_stack_training(config, target_stacks)
         self.normalization = normalization or Normalization.fit(self.stacks)
         self.target_stacks = None if target_stacks is None else list(target_stacks)
         self.target_normalization = (
@@ -228,8 +190,6 @@ class Trainer:
         """L1 + SSIM over every plane that has a target (no adversarial term)."""
         import torch
 
-        from deepz_live.inference._metrics import ssim_torch
-
         cfg = self.config
         with torch.autocast(self.device.type, enabled=self.use_amp):
             fake = self.generator(x)
@@ -238,14 +198,14 @@ class Trainer:
         height, width = fake.shape[-2:]
         fake_planes = fake.reshape(-1, 1, height, width)[valid]
         true_planes = y.reshape(-1, 1, height, width)[valid]
-        l1 = _pixel_loss(fake_planes - true_planes, cfg.pixel_loss)
+        l1 = pixel_loss(fake_planes - true_planes, cfg.pixel_loss)
         # SSIM on a random subset of the planes (as many as the batch has inputs,
         # times 2): an unbiased estimate of the mean over all planes at a
         # twentieth of the cost; single-channel convolutions are slow on CPUs.
         subset = torch.randperm(fake_planes.shape[0], device=self.device)[
             : 2 * x.shape[0]
         ]
-        l_ssim = 1 - ssim_torch(fake_planes[subset], true_planes[subset], 1.0)
+        l_ssim = structural_loss(fake_planes[subset], true_planes[subset], 1.0)
         loss_g = cfg.weight_l1 * l1 + cfg.weight_ssim * l_ssim
         self._update_generator(loss_g)
         return {
@@ -271,8 +231,6 @@ class Trainer:
     def _pair_step(self, x: Any, y: Any) -> dict[str, float]:
         import torch
 
-        from deepz_live.inference._metrics import ssim_torch
-
         cfg = self.config
         data_range = 1.0  # normalized units: the input's robust maximum is 1
         autocast = torch.autocast(self.device.type, enabled=self.use_amp)
@@ -285,7 +243,7 @@ class Trainer:
             with autocast:
                 d_real = self.discriminator(torch.cat([x, y], dim=1))
                 d_fake = self.discriminator(torch.cat([x, fake.detach()], dim=1))
-                loss_d = 0.5 * (((d_real - 1) ** 2).mean() + (d_fake**2).mean())
+                loss_d = lsgan_discriminator_loss(d_real, d_fake)
             self.opt_d.zero_grad(set_to_none=True)
             self.scaler.scale(loss_d).backward()
             self.scaler.unscale_(self.opt_d)
@@ -296,15 +254,15 @@ class Trainer:
             losses["discriminator"] = float(loss_d.detach())
 
         with autocast:
-            l1 = _pixel_loss(fake - y, cfg.pixel_loss)
-        l_ssim = 1 - ssim_torch(fake.float(), y.float(), data_range)
+            l1 = pixel_loss(fake - y, cfg.pixel_loss)
+        l_ssim = structural_loss(fake.float(), y.float(), data_range)
         loss_g = cfg.weight_l1 * l1 + cfg.weight_ssim * l_ssim
         adversarial = torch.zeros((), device=self.device)
         if self.discriminator is not None:
             with autocast:
-                adversarial = (
-                    (self.discriminator(torch.cat([x, fake], 1)) - 1) ** 2
-                ).mean()
+                adversarial = lsgan_generator_loss(
+                    self.discriminator(torch.cat([x, fake], 1))
+                )
             loss_g = loss_g + cfg.weight_adversarial * adversarial
         self._update_generator(loss_g)
         losses.update(
@@ -538,55 +496,12 @@ class Trainer:
         self._best_state = dict(best.get("generator") or {}) or None
 
     # -- the model file ------------------------------------------------------------
+    # -- the model file ------------------------------------------------------------
     def model_info(
         self, name: str, extra_training: dict[str, Any] | None = None
-    ) -> Any:
+    ) -> ModelInfo:
         """A `ModelInfo` describing this run, for `save_model`."""
-        import torch
-
-        from deepz_live.inference._modelfile import ModelInfo
-
-        pixel = {s.pixel_um[1] for s in self.stacks}
-        wavelengths = {s.wavelength_um for s in self.stacks}
-        nas = {s.na for s in self.stacks}
-        by_epoch = {h.epoch: h.validation for h in self.history}
-        last = by_epoch.get(
-            self.best_epoch, self.history[-1].validation if self.history else {}
-        )
-        return ModelInfo(
-            format_version=1,
-            name=name,
-            generator=self.config.generator.to_dict(),
-            normalization=self.normalization.to_dict(),
-            pixel_size_um=float(np.median(sorted(pixel))),
-            wavelength_um=wavelengths.pop() if len(wavelengths) == 1 else None,
-            na=nas.pop() if len(nas) == 1 else None,
-            dz_range_um=self.trained_range_um,
-            dpm_scale_um=self.config.pairs.dz_range_um,
-            training={
-                "config": self.config.to_dict(),
-                "epochs_done": self.epoch,
-                "best_epoch": self.best_epoch,
-                "validation_score_db": self.best_score,
-                "beats_identity": self.beats_identity,
-                "clean_targets": bool(
-                    self.config.pairs.clean_targets
-                    and any(s.clean is not None for s in self.stacks)
-                ),
-                "data": [
-                    {"source": s.source, "sha256": s.fingerprint()} for s in self.stacks
-                ],
-                "history": [
-                    {k: v for k, v in asdict(h).items() if k != "validation"}
-                    for h in self.history
-                ],
-                **self._target_info(),
-                **(extra_training or {}),
-            },
-            validation=last,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            software={"torch": torch.__version__, **_deepz_version()},
-        )
+        return training_model_info(self, name, extra_training)
 
     @property
     def trained_range_um(self) -> float:
@@ -594,80 +509,3 @@ class Trainer:
         or less where the stacks are shallower (their longest z extent)."""
         extent = max(float(s.z_um[-1] - s.z_um[0]) for s in self.stacks)
         return min(self.config.pairs.dz_range_um, extent)
-
-    def _target_info(self) -> dict[str, Any]:
-        """Model-file entries of cross-modality training (empty otherwise)."""
-        if self.target_stacks is None or self.target_normalization is None:
-            return {}
-        return {
-            # evaluation and inference must normalize targets the same way
-            "target_normalization": self.target_normalization.to_dict(),
-            # robust target/input brightness of the training data: puts outputs of
-            # a "stack"-mode model back into target counts, documents the setup
-            "target_brightness_ratio": float(
-                np.median(self.train_pairs.target_brightness_ratios)
-            ),
-            "target_data": [
-                {"source": s.source, "sha256": s.fingerprint()}
-                for s in self.target_stacks
-            ],
-        }
-
-
-def _pixel_loss(error: Any, kind: str) -> Any:
-    """Mean absolute (``"l1"``) or squared (``"l2"``) error.
-
-    Where the input leaves an object's depth uncertain, L1 is minimised by the
-    per-pixel median over the possible depths, which is dark wherever no single
-    depth is more likely than not: an uncertain object vanishes from every
-    plane. L2 is minimised by the mean, whose profile along z peaks at the most
-    likely depth: the object stays, dimmer and spread over the depths it may
-    have. Axial localization needs the second.
-    """
-    if kind == "l2":
-        return (error**2).mean()
-    return error.abs().mean()
-
-
-def _check_stack_training(
-    config: TrainConfig, target_stacks: Sequence[ZStack] | None
-) -> None:
-    """The ``"deepz-stack"`` architecture's training limits, as clear errors."""
-    if config.discriminator is not None:
-        raise InferenceError(
-            "The deepz-stack architecture trains without the adversarial term; "
-            "train it with --no-gan (TrainConfig.discriminator=None)."
-        )
-    if target_stacks is not None:
-        raise InferenceError(
-            "Cross-modality training needs the deepz-unet architecture; the "
-            "deepz-stack architecture refocuses within one modality."
-        )
-    reach = max(abs(p) for p in config.generator.planes_um)
-    if reach > config.pairs.dz_range_um + 1e-9:
-        raise InferenceError(
-            f"The stack's planes reach ±{reach:g} µm but the training range is "
-            f"±{config.pairs.dz_range_um:g} µm; make the range at least as large."
-        )
-
-
-def _deepz_version() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return {"deepz-live": version("deepz-live")}
-    except PackageNotFoundError:
-        return {}
-
-
-def with_overrides(config: TrainConfig, **changes: Any) -> TrainConfig:
-    """A copy of ``config``; ``pairs``/``generator`` fields may be given by name."""
-    pair_fields = set(PairConfig.__dataclass_fields__)
-    gen_fields = set(GeneratorConfig.__dataclass_fields__)
-    pair_changes = {k: changes.pop(k) for k in list(changes) if k in pair_fields}
-    gen_changes = {k: changes.pop(k) for k in list(changes) if k in gen_fields}
-    if pair_changes:
-        changes["pairs"] = replace(config.pairs, **pair_changes)
-    if gen_changes:
-        changes["generator"] = replace(config.generator, **gen_changes)
-    return replace(config, **changes)

@@ -149,7 +149,7 @@ def fake_scope_cfg(write_cfg) -> Path:
 @pytest.fixture
 def simulator():
     """The simulated microscope, made fast: simulated clock, 4×4 binning (128²)."""
-    from deepz_live.acquisition._scope import open_microscope
+    from deepz_live.acquisition import open_microscope
 
     with open_microscope() as scope:
         scope.core.setProperty("Camera", "Clock", "simulated")

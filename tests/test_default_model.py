@@ -48,9 +48,8 @@ def test_bundled_model_describes_the_simulator_optics(name) -> None:
 def test_bundled_model_refocuses_a_fresh_worm_better_than_identity(name) -> None:
     from deepz_live.acquisition import SIMULATOR_CONFIG, DeepzCore
     from deepz_live.acquisition.simulator import bench_for
-    from deepz_live.inference import Refocuser
+    from deepz_live.inference import Refocuser, ZStack
     from deepz_live.inference._evaluate import centre_crop_window
-    from deepz_live.inference._stacks import ZStack
 
     core = DeepzCore()
     try:

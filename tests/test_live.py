@@ -140,20 +140,23 @@ def test_pipeline_volumes_equal_the_refocuser_alone(
     binned_simulator, tiny_model: Path, tmp_path: Path
 ) -> None:
     from deepz_live.inference import Refocuser
+    from deepz_live.live import plan_from
 
     out = tmp_path / "worm.ome.tif"
+    plan = deepz.RunPlan(
+        out=out, frames=4, model=str(tiny_model), planes_um="-4:4:4", policy="all"
+    )
+    # keywords replace the plan's fields (checked again)
     with deepz.live_refocus(
-        binned_simulator,
-        frames=4,
-        out=out,
-        model=tiny_model,
-        planes_um="-4:4:4",
-        policy="all",
-        save_volumes=True,
-        backend="torch",
+        binned_simulator, plan, save_volumes=True, backend="torch"
     ) as session:
         got = dict(session)  # (index, volume) pairs
     summary = session.summary
+    # the raw file keeps the plan that was run
+    saved = deepz.read_run_metadata(out)["plan"]
+    ran = plan_from(plan, save_volumes=True, backend="torch")
+    assert saved == ran.to_metadata()
+    assert saved["planes_um"] == [-4.0, 0.0, 4.0] and saved["policy"] == "all"
     assert summary is not None
     assert summary.volume_output == tmp_path / "worm.volumes.ome.tif"
     raw = tifffile.imread(out)

@@ -41,7 +41,7 @@ def test_the_wheel_installs_only_owned_top_level_names(wheel: Path) -> None:
     top = {name.split("/")[0] for name in names if ".dist-info/" not in name}
     assert top == OWNED
     layers = {n.split("/")[1] for n in names if n.startswith("deepz_live/")}
-    assert {"acquisition", "inference", "gui", "hardware_configs"} <= layers
+    assert {"acquisition", "inference", "live", "gui", "hardware_configs"} <= layers
     # the .cfg files are data, not a package
     assert "deepz_live/hardware_configs/simulator.cfg" in names
     assert "deepz_live/hardware_configs/__init__.py" not in names

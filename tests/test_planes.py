@@ -71,7 +71,7 @@ def test_every_front_door_refuses_the_same_planes_alike(text, message) -> None:
 def test_the_panel_uses_the_same_rules() -> None:
     with pytest.raises(SettingsError, match="Refocus planes: the step must be more"):
         panel_planes_from_range(-8, 8, 0)
-    fields = {"config": "x.cfg", "output": "x.ome.tif"}
+    fields = {"config": "x.cfg", "out": "x.ome.tif"}
     for planes in [(4.0, 0.0), tuple(float(k) for k in range(MAX_PLANES + 1))]:
         with pytest.raises(ValueError, match=r"increase|more than 201"):
             LiveSettings(**fields, planes_um=planes)

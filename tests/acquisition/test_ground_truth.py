@@ -9,10 +9,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from deepz_live.acquisition._errors import AcquisitionError
-from deepz_live.acquisition._ground_truth import ground_truth_paths
-from deepz_live.acquisition._runs import acquire_zstack
-from deepz_live.acquisition._scope import Microscope, open_microscope
+from deepz_live.acquisition import (
+    AcquisitionError,
+    Microscope,
+    OutputLocationError,
+    acquire_zstack,
+    ground_truth_paths,
+    open_microscope,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -88,8 +92,6 @@ def test_ground_truth_needs_the_simulator(fake_scope_cfg: Path, tmp_path: Path) 
 def test_an_earlier_recordings_ground_truth_never_pairs_with_a_new_stack(
     simulator: Microscope, tmp_path: Path
 ) -> None:
-    from deepz_live.acquisition._errors import OutputLocationError
-
     simulator.focus_on_specimen()
     out = tmp_path / "s.ome.tif"
     acquire_zstack(simulator, range_um=1, step_um=1, exposure_ms=1, out=out,

@@ -461,9 +461,9 @@ def test_stats_snapshot_while_running(simulator: Microscope, tmp_path: Path) -> 
 
 
 # -- refusals before any frame -------------------------------------------------------
-def test_refusals_before_any_frame(fake_scope, tmp_path: Path) -> None:
+def test_refusals_before_any_frame(fake_scope, hold_camera, tmp_path: Path) -> None:
     scope = fake_scope()
-    camera = scope.core._pydevices["Camera"]
+    camera = hold_camera(scope)
     with pytest.raises(AcquisitionError, match="policy must be"):
         _session(scope, SleepProcessor(), tmp_path, policy="some")
     with pytest.raises(TypeError, match="not a FrameProcessor"):
@@ -485,10 +485,11 @@ def test_refusals_before_any_frame(fake_scope, tmp_path: Path) -> None:
 
 
 def test_a_processor_that_cannot_start_costs_no_light(
-    fake_scope, tmp_path: Path
+    fake_scope, hold_camera, tmp_path: Path
 ) -> None:
     """E.g. a model trained at another pixel size: the camera never starts."""
     scope = fake_scope()
+    camera = hold_camera(scope)
     processor = SleepProcessor(setup_error=ValueError("pixel size 1.3 µm ≠ 0.325 µm"))
     failures: list[str] = []
     session = _session(scope, processor, tmp_path)
@@ -497,7 +498,7 @@ def test_a_processor_that_cannot_start_costs_no_light(
     with pytest.raises(LiveRunError, match=r"could not start.*0\.325 µm.*no frame"):
         session.wait()
     assert failures == [session.summary.error]
-    assert scope.core._pydevices["Camera"].frames_taken == 0
+    assert camera.frames_taken == 0
     assert not (tmp_path / "raw.ome.tif").exists()
     assert processor.calls == ["setup"]
 
@@ -529,9 +530,11 @@ def test_default_volume_path() -> None:
 # -- faults mid-run ------------------------------------------------------------------
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 @pytest.mark.parametrize("interval_ms", [0, 1])
-def test_camera_error_mid_run(fake_scope, tmp_path: Path, interval_ms: float) -> None:
+def test_camera_error_mid_run(
+    fake_scope, hold_camera, tmp_path: Path, interval_ms: float
+) -> None:
     scope = fake_scope()
-    scope.core._pydevices["Camera"].fail_at = 5
+    hold_camera(scope).fail_at = 5
     failures: list[str] = []
     session = _session(
         scope,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections import namedtuple
 from typing import TYPE_CHECKING
 
@@ -9,14 +10,17 @@ import numpy as np
 import pytest
 import tifffile
 
-from deepz_live.acquisition import read_frame_metadata, read_run_metadata
-from deepz_live.acquisition._errors import (
+from deepz_live.acquisition import (
     AcquisitionError,
     AcquisitionInterrupted,
+    Microscope,
     OutputLocationError,
+    acquire_timelapse,
+    acquire_zstack,
+    open_microscope,
+    read_frame_metadata,
+    read_run_metadata,
 )
-from deepz_live.acquisition._runs import acquire_timelapse, acquire_zstack
-from deepz_live.acquisition._scope import Microscope, open_microscope
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -156,14 +160,15 @@ def test_zstack_refuses_planes_outside_stage_travel(
     ],
 )
 def test_timelapse_rejects_bad_settings(
-    fake_scope_cfg: Path, tmp_path: Path, kwargs: dict, message: str
+    fake_scope_cfg: Path, tmp_path: Path, hold_camera, kwargs: dict, message: str
 ) -> None:
     settings = {"frames": 3, "interval_ms": 0, "exposure_ms": 1} | kwargs
     out = tmp_path / "x.ome.tif"
     with open_microscope(fake_scope_cfg) as scope:
+        camera = hold_camera(scope)
         with pytest.raises(AcquisitionError, match=message):
             acquire_timelapse(scope, out=out, **settings)
-        assert scope.core._pydevices["Camera"].frames_taken == 0
+        assert camera.frames_taken == 0
     assert not out.exists()
 
 
@@ -214,32 +219,38 @@ def test_missing_output_folders_are_created(
     assert tifffile.imread(out).shape == (48, 64)
 
 
-def test_output_folder_that_cannot_exist(fake_scope_cfg: Path, tmp_path: Path) -> None:
+def test_output_folder_that_cannot_exist(
+    fake_scope_cfg: Path, tmp_path: Path, hold_camera
+) -> None:
     blocker = tmp_path / "notes.txt"
     blocker.write_text("a file, not a folder")
     with open_microscope(fake_scope_cfg) as scope:
+        camera = hold_camera(scope)
         with pytest.raises(OutputLocationError, match="Cannot create output folder"):
             acquire_timelapse(
                 scope, frames=1, interval_ms=0, exposure_ms=1, out=blocker / "a.tif"
             )
-        assert scope.core._pydevices["Camera"].frames_taken == 0
+        assert camera.frames_taken == 0
 
 
 def test_not_enough_disk_space_is_refused_before_any_frame(
-    fake_scope_cfg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake_scope_cfg: Path,
+    tmp_path: Path,
+    hold_camera,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     usage = namedtuple("usage", "total used free")
     frame_bytes = 48 * 64 * 2
     # room for 100 frames, not for 100 frames plus the 5 % margin
     monkeypatch.setattr(
-        "deepz_live.acquisition._runs.shutil.disk_usage",
-        lambda _: usage(10**9, 10**9, 100 * frame_bytes),
+        shutil, "disk_usage", lambda _: usage(10**9, 10**9, 100 * frame_bytes)
     )
     out = tmp_path / "big.ome.tif"
     with open_microscope(fake_scope_cfg) as scope:
+        camera = hold_camera(scope)
         with pytest.raises(OutputLocationError, match="Not enough free disk space"):
             acquire_timelapse(scope, frames=100, interval_ms=0, exposure_ms=1, out=out)
-        assert scope.core._pydevices["Camera"].frames_taken == 0
+        assert camera.frames_taken == 0
         assert not out.exists()
         summary = acquire_timelapse(
             scope, frames=90, interval_ms=0, exposure_ms=1, out=out
@@ -306,11 +317,11 @@ def test_cancel_returns_a_partial_summary(
 
 
 def test_camera_failure_mid_stack_closes_the_file_first(
-    fake_scope_cfg: Path, tmp_path: Path
+    fake_scope_cfg: Path, tmp_path: Path, hold_camera
 ) -> None:
     out = tmp_path / "failed.ome.tif"
     with open_microscope(fake_scope_cfg) as scope:
-        scope.core._pydevices["Camera"].fail_at = 3
+        hold_camera(scope).fail_at = 3
         with pytest.raises(AcquisitionError, match="after 3 of 5 frames") as info:
             acquire_zstack(scope, range_um=4, step_um=1, exposure_ms=1, out=out)
         assert "camera lost connection" in str(info.value)
@@ -322,11 +333,11 @@ def test_camera_failure_mid_stack_closes_the_file_first(
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_camera_failure_mid_stream_is_an_error(
-    fake_scope_cfg: Path, tmp_path: Path
+    fake_scope_cfg: Path, tmp_path: Path, hold_camera
 ) -> None:
     out = tmp_path / "stream.ome.tif"
     with open_microscope(fake_scope_cfg) as scope:
-        scope.core._pydevices["Camera"].fail_at = 4
+        hold_camera(scope).fail_at = 4
         with pytest.raises(AcquisitionError, match="only 4 of 10 frames"):
             acquire_timelapse(scope, frames=10, interval_ms=0, exposure_ms=1, out=out)
     assert tifffile.imread(out).shape == (4, 48, 64)

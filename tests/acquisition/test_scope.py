@@ -10,11 +10,17 @@ from pathlib import Path
 
 import pytest
 import useq
+from pymmcore_plus.mda import MDAEngine
 
-from deepz_live.acquisition import SIMULATOR_CONFIG
-from deepz_live.acquisition._engine import DeepzEngine
-from deepz_live.acquisition._errors import AcquisitionError, ConfigError, DeepzError
-from deepz_live.acquisition._scope import Microscope, open_microscope
+from deepz_live.acquisition import (
+    SIMULATOR_CONFIG,
+    AcquisitionError,
+    ConfigError,
+    DeepzEngine,
+    DeepzError,
+    Microscope,
+    open_microscope,
+)
 
 REPO = Path(__file__).parents[2]
 FAKES_MODULE = "deepz_test_fakes"  # tests/conftest.py registers itself under it
@@ -133,7 +139,7 @@ def test_process_exits_cleanly_without_close(fake_scope_cfg: Path) -> None:
         f"""
         import useq
         import conftest  # registers the fake devices' module
-        from deepz_live.acquisition._scope import open_microscope
+        from deepz_live.acquisition import open_microscope
         scope = open_microscope({str(fake_scope_cfg)!r})
         run = scope.core.mda.run
         run(useq.MDASequence(time_plan={{"interval": 0, "loops": 5}}))
@@ -243,13 +249,92 @@ def test_real_cameras_get_no_invented_metadata(fake_scope_cfg: Path) -> None:
 
 
 def test_failed_snap_raises_instead_of_dropping_the_frame(
-    fake_scope_cfg: Path,
+    fake_scope_cfg: Path, hold_camera
 ) -> None:
     with open_microscope(fake_scope_cfg) as scope:
-        camera = scope.core._pydevices["Camera"]
+        camera = hold_camera(scope)
         camera.fail_at = 1
         seen: list[int] = []
         scope.core.mda.events.frameReady.connect(lambda img, e, m: seen.append(1))
         with pytest.raises(AcquisitionError, match="camera lost connection"):
             scope.core.mda.run(useq.MDASequence(z_plan={"range": 2, "step": 1}))
     assert len(seen) == 1
+
+
+def test_upstream_engine_skips_a_failed_snap(fake_scope_cfg: Path, hold_camera) -> None:
+    """What DeepzEngine relies on: pymmcore-plus's engine yields no frame for a failed
+    snap (it logs the error), and DeepzCore keeps the error.
+
+    If this fails, pymmcore-plus changed how it reports failed snaps: revisit
+    `DeepzEngine.exec_single_event` (the one place that relies on it).
+    """
+    with open_microscope(fake_scope_cfg) as scope:
+        core = scope.core
+        hold_camera(scope).fail_at = 1
+        core.mda.set_engine(MDAEngine(core))
+        seen: list[int] = []
+        core.mda.events.frameReady.connect(lambda img, e, m: seen.append(1))
+        core.mda.run(useq.MDASequence(z_plan={"range": 2, "step": 1}))
+        assert len(seen) == 1  # three events, two failed snaps, no error
+        assert isinstance(core.last_snap_error, RuntimeError)
+        assert "camera lost connection" in str(core.last_snap_error)
+        hold_camera(scope)  # a working camera: the next snap clears it
+        core.snapImage()
+        assert core.last_snap_error is None
+
+
+def test_failing_focus_names_the_device_and_the_event(fake_scope_cfg: Path) -> None:
+    fake_focus = sys.modules[FAKES_MODULE].FakeFocus
+
+    class StuckFocus(fake_focus):
+        def set_position_um(self, val: float) -> None:
+            raise RuntimeError("Z drive not responding")
+
+    with open_microscope(fake_scope_cfg) as scope:
+        core = scope.core
+        core.unloadDevice("Z")  # load one we made: the public way to choose it
+        core.loadPyDevice("Z", StuckFocus())
+        core.initializeDevice("Z")
+        core.setFocusDevice("Z")
+        with pytest.raises(
+            AcquisitionError,
+            match=r"Focus device 'Z' failed to move to z = -1 µm for event .*: "
+            r"Z drive not responding",
+        ):
+            core.mda.run(useq.MDASequence(z_plan={"range": 2, "step": 1}))
+        failure = core.last_move_failure
+        assert failure is not None
+        assert (failure.stage, failure.target_um) == ("Z", -1.0)
+
+
+def test_real_hardware_never_imports_the_simulator(fake_scope_cfg: Path) -> None:
+    """Pixel size and the engine look for the simulator without importing it."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        import useq
+        import conftest  # registers the fake devices' module
+        from deepz_live.acquisition import open_microscope
+        with open_microscope({str(fake_scope_cfg)!r}) as scope:
+            assert scope.core.getPixelSizeUm() == 0.0  # no preset: asks for a bench
+            scope.core.mda.run(useq.MDASequence(z_plan={{"range": 2, "step": 1}}))
+        prefix = "deepz_live.acquisition.simulator"
+        print("simulator modules:", [m for m in sys.modules if m.startswith(prefix)])
+        """
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]),
+        "PYMM_LOG_FILE": "0",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "simulator modules: []" in result.stdout, result.stdout

@@ -64,7 +64,7 @@ def test_demo_opens_the_panel_ready_to_start(opened_panels, tmp_path):
     assert settings.planes_um == (-4.0, -2.0, 0.0, 2.0, 4.0)
     assert settings.interval_ms == 50.0
     assert settings.backend == "torch"
-    assert settings.output == out
+    assert settings.out == out
     assert shown["start_enabled"] and shown["state"] == "idle"
     assert shown["error"] == ""
     assert not out.exists()  # nothing ran before Start

@@ -26,7 +26,7 @@ def test_the_defaults_are_a_runnable_simulator_run(controls, tmp_path):
     assert settings.config == Path(SIMULATOR_CONFIG)
     assert settings.planes_um == (-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0)
     assert settings.model == LIVE_MODEL_NAME == "default-fast"
-    assert settings.output == tmp_path / "run.ome.tif"
+    assert settings.out == tmp_path / "run.ome.tif"
     assert settings.frames == 100
     assert not settings.save_volumes
 
@@ -46,7 +46,7 @@ def test_the_fields_become_the_settings(controls, qtbot, tmp_path):
         qtbot.mouseClick(controls.start_button, Qt.MouseButton.LeftButton)
     settings = signal.args[0]
     assert settings.exposure_ms == 25.0
-    assert settings.led_intensity_pct == 55.0
+    assert settings.led_intensity == 55.0
     assert settings.interval_ms == 100.0
     assert settings.frames is None  # continuous
     assert settings.planes_um == (-3.0, -1.5, 0.0, 1.5, 3.0)
@@ -119,19 +119,30 @@ def test_the_model_range_comes_from_the_model_file(qtbot, tmp_path):
 def test_an_existing_output_gets_the_next_free_name(controls, tmp_path):
     (tmp_path / "run.ome.tif").write_bytes(b"")
     (tmp_path / "run-001.ome.tif").write_bytes(b"")
-    assert controls.settings().output == tmp_path / "run-002.ome.tif"
+    assert controls.settings().out == tmp_path / "run-002.ome.tif"
     assert next_free_path(tmp_path / "run-001.ome.tif") == tmp_path / "run-002.ome.tif"
     (tmp_path / "x.zarr").mkdir()
     assert next_free_path(tmp_path / "x.zarr") == tmp_path / "x-001.zarr"
 
 
 def test_settings_are_frozen_and_strict(tmp_path):
-    settings = LiveSettings(config=SIMULATOR_CONFIG, output=tmp_path / "a.ome.tif")
+    settings = LiveSettings(config=SIMULATOR_CONFIG, out=tmp_path / "a.ome.tif")
     with pytest.raises(Exception, match="frozen"):
         settings.exposure_ms = 5.0
     with pytest.raises(Exception, match="Extra inputs"):
-        LiveSettings(config=SIMULATOR_CONFIG, output="a.tif", gain=3)
+        LiveSettings(config=SIMULATOR_CONFIG, out="a.tif", gain=3)
     with pytest.raises(Exception, match="increase"):
-        LiveSettings(config=SIMULATOR_CONFIG, output="a.tif", planes_um=(1.0, 0.0))
+        LiveSettings(config=SIMULATOR_CONFIG, out="a.tif", planes_um=(1.0, 0.0))
     round_trip = LiveSettings.model_validate_json(settings.model_dump_json())
     assert round_trip == settings
+
+
+def test_the_panel_settings_are_a_run_plan() -> None:
+    from deepz_live.acquisition import RunPlan
+
+    settings = LiveSettings(config=SIMULATOR_CONFIG, out="a.ome.tif")
+    assert isinstance(settings, RunPlan)
+    # the panel's defaults on top of the plan's
+    assert (settings.frames, settings.led_intensity) == (100, 20.0)
+    with pytest.raises(ValueError, match="tensorrt"):
+        LiveSettings(config=SIMULATOR_CONFIG, out="a.ome.tif", backend="tensorrt")

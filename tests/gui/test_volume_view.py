@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deepz_live.gui import VolumeView, auto_contrast_limits
-from deepz_live.gui._volume_view import _axis_ticks
+from deepz_live.gui._um_axes import axis_ticks
 
 PLANES = [-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0]
 
@@ -138,10 +138,11 @@ def test_the_xz_and_yz_axes_read_true_micrometres(view, qtbot):
     view.set_pixel_size(0.5)
     view.set_volume(_volume(8), PLANES)  # x 0…16 µm, y 0…12 µm, z −9…+9 µm
     view.set_z_scale(4)
-    scenes = view._scenes
-    canvas = scenes.canvas_ortho
+    slices = view._scenes.slices
+    canvas = slices.canvas
+    assert view.canvases()[1] is canvas
     canvas.render()
-    axes = scenes.axes
+    axes = slices.axes
     expected = {  # axis: (view, orientation, title, visible range in µm)
         "xz_x": ("xz", "bottom", "x (µm)", (0.0, 16.0)),
         "xz_z": ("xz", "left", "z (µm)", (-9.0, 9.0)),
@@ -155,9 +156,9 @@ def test_the_xz_and_yz_axes_read_true_micrometres(view, qtbot):
         assert axis.axis.axis_label == title, name
         assert sorted(axis.axis.domain) == pytest.approx(extent, abs=0.02), name
         # the axis runs along its view's edge: both ends on the view's border
-        ends = axis.node_transform(scenes.views2d[view_name]).map(axis.axis.pos)
+        ends = axis.node_transform(slices.views[view_name]).map(axis.axis.pos)
         along = 0 if orientation == "bottom" else 1
-        view_length = scenes.views2d[view_name].size[along]
+        view_length = slices.views[view_name].size[along]
         assert sorted(ends[:, along]) == pytest.approx([0, view_length], abs=0.5)
 
     def px_per_um(name):
@@ -173,14 +174,14 @@ def test_the_xz_and_yz_axes_read_true_micrometres(view, qtbot):
     # linked: zooming a view in by 2 halves the range of its own axes only
     spans = {name: np.ptp(axis.axis.domain) for name, axis in axes.items()}
     for zoomed in ("xz", "yz"):
-        scenes.views2d[zoomed].camera.zoom(0.5)
+        slices.views[zoomed].camera.zoom(0.5)
         canvas.render()
         for name, axis in axes.items():
             factor = 0.5 if name.startswith(zoomed) else 1.0
             assert np.ptp(axis.axis.domain) == pytest.approx(
                 factor * spans[name], rel=0.01
             ), (zoomed, name)
-        scenes.views2d[zoomed].camera.zoom(2.0)
+        slices.views[zoomed].camera.zoom(2.0)
 
     view.set_z_scale(1)  # unstretched: same µm, now 1:1
     canvas.render()
@@ -188,23 +189,23 @@ def test_the_xz_and_yz_axes_read_true_micrometres(view, qtbot):
     assert px_per_um("xz_z") == pytest.approx(px_per_um("xz_x"), rel=0.01)
 
     # double-clicking XY at (x, y) = (10, 5) µm still moves the cursor there
-    xy = scenes.views2d["xy"]
+    xy = slices.views["xy"]
     click = xy.scene.node_transform(canvas.scene).map([10.2, 5.2])[:2]
     canvas.events.mouse_double_click(pos=click, button=1)
     assert view.cursor_yx == (10, 20)
 
 
 def test_axis_ticks_are_round_and_readable_on_a_short_axis():
-    major, minor = _axis_ticks(9.0, -9.0, 120.0)  # a ±9 µm z axis, 120 px long
+    major, minor = axis_ticks(9.0, -9.0, 120.0)  # a ±9 µm z axis, 120 px long
     np.testing.assert_array_equal(major, [-5.0, 0.0, 5.0])
     np.testing.assert_array_equal(
         minor, [-9, -8, -7, -6, -4, -3, -2, -1, 1, 2, 3, 4, 6, 7, 8, 9]
     )
-    major, _ = _axis_ticks(0.0, 166.4, 600.0)
+    major, _ = axis_ticks(0.0, 166.4, 600.0)
     np.testing.assert_array_equal(major, np.arange(0.0, 161.0, 10.0))
-    major, _ = _axis_ticks(0.0, 0.5, 200.0)
+    major, _ = axis_ticks(0.0, 0.5, 200.0)
     np.testing.assert_allclose(major, [0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
-    assert f"{_axis_ticks(-0.5, 3.0, 200.0)[0][0]:g}" == "0"  # not "-0"
+    assert f"{axis_ticks(-0.5, 3.0, 200.0)[0][0]:g}" == "0"  # not "-0"
 
 
 def test_the_raw_frame_is_kept_with_its_own_contrast(view):

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from deepz_live.inference import Normalization, ZStack, evaluate_stacks, plot_evaluation
+from deepz_live.inference import (
+    Normalization,
+    TargetNormalization,
+    ZStack,
+    evaluate_stacks,
+    plot_evaluation,
+)
 from deepz_live.inference._evaluate import choose_input_planes
 
 if TYPE_CHECKING:
@@ -95,8 +101,6 @@ def test_input_planes_fall_back_when_stack_is_short() -> None:
 
 def test_target_stacks_score_against_the_other_modality() -> None:
     """Target = 3 × input planes on a 40-count offset: known PSNRs, bin 0 included."""
-    from deepz_live.inference._pairs import TargetNormalization
-
     stack, _ = _offset_stack()
     target = ZStack(
         data=3.0 * stack.data + 40.0,

@@ -12,13 +12,13 @@ from deepz_live.inference import (
     ModelInfo,
     _export,
     build_generator,
+    export_onnx,
     save_model,
 )
 from deepz_live.inference._export import (
     EXPORT_FORMAT,
     cached_onnx,
     default_opset,
-    export_onnx,
     onnx_cache_key,
 )
 

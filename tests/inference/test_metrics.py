@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from deepz_live.inference._metrics import (
-    gaussian_window_1d,
-    nrmse,
-    psnr,
-    ssim,
-    ssim_torch,
-)
+from deepz_live.inference import nrmse, psnr, ssim
+from deepz_live.inference._metrics import gaussian_window_1d, ssim_torch
 
 
 @pytest.fixture

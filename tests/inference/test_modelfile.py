@@ -12,13 +12,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from deepz_live.inference import _modelfile
-from deepz_live.inference._errors import ModelFileError, ModelMismatchWarning
-from deepz_live.inference._modelfile import (
+from deepz_live.inference import (
     DEFAULT_MODEL_NAME,
-    FORMAT_VERSION,
-    METADATA_KEY,
+    GeneratorConfig,
+    ModelFileError,
     ModelInfo,
+    ModelMismatchWarning,
+    _modelfile,
+    build_generator,
     bundled_model_names,
     check_compatibility,
     load_model,
@@ -26,7 +27,7 @@ from deepz_live.inference._modelfile import (
     resolve_model_path,
     save_model,
 )
-from deepz_live.inference._networks import GeneratorConfig, build_generator
+from deepz_live.inference._modelfile import FORMAT_VERSION, METADATA_KEY
 
 TINY = GeneratorConfig(base_width=4, depth=2)
 

@@ -7,16 +7,15 @@ import json
 import pytest
 import torch
 
-from deepz_live.inference._networks import (
+from deepz_live.inference import (
     DiscriminatorConfig,
     GeneratorConfig,
     build_discriminator,
     build_generator,
-    count_parameters,
-    discriminator_output_shape,
     estimate_gflops,
     required_multiple,
 )
+from deepz_live.inference._networks import count_parameters, discriminator_output_shape
 
 # Tiny networks: the tests run on two CPU cores.
 TINY = {"base_width": 4, "depth": 2}

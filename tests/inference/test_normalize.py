@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from deepz_live.inference._normalize import Normalization
-from deepz_live.inference._stacks import ZStack
+from deepz_live.inference import Normalization, ZStack
 
 
 def _camera_frame(rng: np.random.Generator, offset: float = 100.0) -> np.ndarray:

@@ -5,9 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepz_live.inference._normalize import Normalization
-from deepz_live.inference._pairs import PairConfig, PairSampler, target_for_dpm
-from deepz_live.inference._stacks import ZStack
+from deepz_live.inference import (
+    Normalization,
+    PairConfig,
+    PairSampler,
+    TargetNormalization,
+    ZStack,
+    target_for_dpm,
+)
 
 OFFSET = 100.0
 
@@ -320,8 +325,6 @@ def _scaled_target(stack: ZStack, offset: float = 50.0) -> ZStack:
 
 def test_target_stack_planes_pair_with_the_input_planes() -> None:
     """Same draws as a single-modality sampler; targets obey target = 2·input."""
-    from deepz_live.inference._pairs import TargetNormalization
-
     stacks = [_linear_stack(seed=0), _linear_stack(seed=1)]
     targets = [_scaled_target(s) for s in stacks]
     config = PairConfig(dz_range_um=3.0, crop=16, surface_fraction=0.5)

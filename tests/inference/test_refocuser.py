@@ -206,8 +206,12 @@ def test_auto_backend_is_onnxruntime_on_cpu_when_installed(random_model, onnx_ca
 
 
 def test_bench_reports_consistent_figures(random_model, onnx_cache) -> None:
-    from deepz_live.inference import GeneratorConfig, estimate_gflops, read_model_info
-    from deepz_live.inference._bench import bench_refocuser
+    from deepz_live.inference import (
+        GeneratorConfig,
+        bench_refocuser,
+        estimate_gflops,
+        read_model_info,
+    )
 
     result = bench_refocuser(
         random_model, backend="torch", size=30, planes=3, volumes=4

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from deepz_live.inference._register import estimate_shift, register_pair, valid_slices
-from deepz_live.inference._stacks import ZStack
+from deepz_live.inference import ZStack, estimate_shift, register_pair, valid_slices
 
 
 def _stack(data: np.ndarray, source: str = "s") -> ZStack:

@@ -6,11 +6,10 @@ import os
 
 import pytest
 
-from deepz_live.inference import InferenceError
+from deepz_live.inference import InferenceError, pick_device
 from deepz_live.inference._runtime import (
     atomic_write,
     cuda_inference_flags,
-    pick_device,
     user_cache_dir,
     version_tuple,
 )

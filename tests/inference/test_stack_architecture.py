@@ -13,22 +13,24 @@ import numpy as np
 import pytest
 
 from deepz_live.inference import (
+    DiscriminatorConfig,
     GeneratorConfig,
     InferenceError,
     ModelInfo,
     Normalization,
     PairConfig,
+    PairSampler,
     Refocuser,
     TrainConfig,
     Trainer,
     ZStack,
+    bench_refocuser,
     build_generator,
+    estimate_gflops,
     load_model,
     save_model,
 )
 from deepz_live.inference._apply import interpolate_planes
-from deepz_live.inference._networks import DiscriminatorConfig, estimate_gflops
-from deepz_live.inference._pairs import PairSampler
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -298,8 +300,6 @@ def test_refocuser_serves_stack_models_on_every_backend(stack_model, backend) ->
 
 
 def test_bench_counts_one_pass_per_volume_for_stack_models(stack_model) -> None:
-    from deepz_live.inference._bench import bench_refocuser
-
     result = bench_refocuser(stack_model, backend="torch", size=32, planes=5, volumes=2)
     config = GeneratorConfig.from_dict(load_model(stack_model)[1].generator)
     assert result.gflop_per_volume == pytest.approx(estimate_gflops(config, 32, 32))

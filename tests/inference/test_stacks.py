@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from deepz_live.inference._errors import StackFormatError
-from deepz_live.inference._stacks import ZStack, read_stacks
+from deepz_live.inference import StackFormatError, ZStack, read_stacks
 
 REAL = Path("/work/shared/data/real")
 

@@ -16,17 +16,19 @@ from deepz_live.inference import (
     InferenceError,
     ModelInfo,
     build_generator,
+    import_tensorrt,
+    load_model,
+    psnr,
+    save_model,
+    sidecar_path,
+    tensorrt_available,
 )
-from deepz_live.inference._metrics import psnr
-from deepz_live.inference._modelfile import save_model
 from deepz_live.inference._tensorrt import (
     check_precision,
     engine_cache_key,
     engine_input_shape,
     engine_key_parts,
-    import_tensorrt,
     profile_shapes,
-    tensorrt_available,
 )
 
 if TYPE_CHECKING:
@@ -200,7 +202,6 @@ def test_fp16_onnx_holds_fp16_weights_and_matches_torch(
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     from deepz_live.inference._export import PRECISION_METADATA_KEY, cached_onnx
-    from deepz_live.inference._modelfile import load_model
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     path = cached_onnx(tiny_model, precision="fp16")
@@ -284,8 +285,7 @@ def engine_cache(tmp_path, monkeypatch) -> Path:
 
 @pytest.mark.gpu
 def test_tensorrt_engines_match_torch_and_are_cached(tiny_model, engine_cache) -> None:
-    from deepz_live.inference._modelfile import load_model
-    from deepz_live.inference._tensorrt import TensorRTBackend, sidecar_path
+    from deepz_live.inference._tensorrt import TensorRTBackend
 
     generator, _ = load_model(tiny_model)
     rng = np.random.default_rng(2)
@@ -334,7 +334,6 @@ def test_tensorrt_engines_match_torch_and_are_cached(tiny_model, engine_cache) -
 
 @pytest.mark.gpu
 def test_tensorrt_stack_model_and_bf16(tmp_path, engine_cache) -> None:
-    from deepz_live.inference._modelfile import load_model
     from deepz_live.inference._tensorrt import GpuIdentity, TensorRTBackend
 
     config = GeneratorConfig.stack(6.0, 2.0, base_width=4, depth=2, residual=False)

@@ -23,16 +23,13 @@ from deepz_live.inference import (
     InferenceError,
     ModelInfo,
     Refocuser,
+    TensorRTBuildError,
     build_generator,
     load_model,
     save_model,
-)
-from deepz_live.inference._tensorrt import (
-    TensorRTBackend,
-    TensorRTBuildError,
-    check_tensorrt_version,
     sidecar_path,
 )
+from deepz_live.inference._tensorrt import TensorRTBackend, check_tensorrt_version
 
 if TYPE_CHECKING:
     from pathlib import Path

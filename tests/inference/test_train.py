@@ -11,7 +11,9 @@ from scipy import ndimage
 
 from deepz_live.inference import (
     GeneratorConfig,
+    Normalization,
     PairConfig,
+    TargetNormalization,
     TrainConfig,
     Trainer,
     ZStack,
@@ -261,9 +263,6 @@ def test_cli_cross_modality_train_then_evaluate(tmp_path: Path, capsys) -> None:
 def test_cross_modality_checkpoint_keeps_the_target_normalization(
     stacks, tmp_path: Path
 ) -> None:
-    from deepz_live.inference._normalize import Normalization
-    from deepz_live.inference._pairs import TargetNormalization
-
     targets = [
         ZStack(2.0 * s.data + 7.0, s.z_um, s.pixel_um, f"{s.source}-t") for s in stacks
     ]

@@ -18,8 +18,8 @@ from deepz_live.inference import (
     TrainConfig,
     Trainer,
     ZStack,
+    training_defaults,
 )
-from deepz_live.inference._defaults import training_defaults
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -212,9 +212,9 @@ def test_l2_keeps_an_uncertain_object_that_l1_erases() -> None:
     """One pixel whose object is there in a third of the cases (its depth unsure).
 
     The best constant prediction under L1 is the median (0: the object vanishes),
-    under L2 the mean (1/3: it stays, dimmer). `_pixel_loss` is what training uses.
+    under L2 the mean (1/3: it stays, dimmer). `pixel_loss` is what training uses.
     """
-    from deepz_live.inference._train import _pixel_loss
+    from deepz_live.inference._losses import pixel_loss
 
     targets = torch.tensor([0.0, 0.0, 1.0])
     found = {}
@@ -223,7 +223,7 @@ def test_l2_keeps_an_uncertain_object_that_l1_erases() -> None:
         optimizer = torch.optim.SGD([guess], lr=0.01)
         for _ in range(600):
             optimizer.zero_grad()
-            _pixel_loss(guess - targets, kind).backward()
+            pixel_loss(guess - targets, kind).backward()
             optimizer.step()
         found[kind] = float(guess.detach())
     assert found["l1"] == pytest.approx(0.0, abs=0.01)
