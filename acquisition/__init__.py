@@ -26,8 +26,8 @@ from ._ground_truth import (
     write_zstack_ground_truth,
 )
 from ._live_events import LiveEvents
-from ._live_plan import default_volume_path
 from ._live_policy import POLICIES, POLICY_DESCRIPTIONS, Policy
+from ._live_prepare import default_volume_path
 from ._live_session import LiveSession
 from ._live_stats import LiveState, LiveStats, LiveSummary
 from ._live_worker import LiveVolume
@@ -40,7 +40,12 @@ from ._planes import (
     parse_planes,
     planes_from_range,
 )
-from ._readers import read_frame_metadata, read_run_metadata, read_volume_metadata
+from ._readers import (
+    UnreadableFileError,
+    read_frame_metadata,
+    read_run_metadata,
+    read_volume_metadata,
+)
 from ._run_plan import RunPlan
 from ._runs import TimelapseSummary, ZStackSummary, acquire_timelapse, acquire_zstack
 from ._scope import (
@@ -50,11 +55,18 @@ from ._scope import (
     Microscope,
     open_microscope,
 )
-from ._volumes import OmeTiffVolumeWriter, OmeZarrVolumeWriter, open_volume_writer
+from ._signals import AcquisitionTerminated
+from ._volumes import (
+    INSTRUMENT_METADATA_KEYS,
+    OmeTiffVolumeWriter,
+    OmeZarrVolumeWriter,
+    open_volume_writer,
+)
 
 __all__ = [
     "CONFIG_DIR",
     "DEFAULT_PLANE_STEP_UM",
+    "INSTRUMENT_METADATA_KEYS",
     "MAX_PLANES",
     "POLICIES",
     "POLICY_DESCRIPTIONS",
@@ -62,6 +74,7 @@ __all__ = [
     "SPECIMEN_DEVICE",
     "AcquisitionError",
     "AcquisitionInterrupted",
+    "AcquisitionTerminated",
     "ConfigError",
     "DeepzCore",
     "DeepzEngine",
@@ -85,6 +98,7 @@ __all__ = [
     "Policy",
     "RunPlan",
     "TimelapseSummary",
+    "UnreadableFileError",
     "ZStackSummary",
     "acquire_timelapse",
     "acquire_zstack",

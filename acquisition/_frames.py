@@ -8,26 +8,39 @@ closed.
 Layout of a file written by `OmeTiffWriter`
 -------------------------------------------
 * Page *k* holds frame *k*. Pages 1..N-1 carry their frame's metadata as a JSON
-  ImageDescription (``{"deepz_frame": k, ...}``).
+  ImageDescription (``{"deepz_frame": k, ...}``); page 0's, until `close()`, also
+  holds the run metadata (``{"deepz_frame": 0, "deepz_run": {...}, ...}``), so that
+  a file that is never closed still says what microscope and settings it came from
+  (`deepz_live._metadata_format` owns this layout and the annotation namespaces).
 * On `close()`, the ImageDescription of page 0 is replaced by OME-XML (OME 2016-06,
-  see `_omexml`):
+  see `_omexml` for the details):
 
+  - ``Instrument`` with ``Objective`` (``LensNA``, ``NominalMagnification``,
+    ``Immersion``) and ``Detector``, referenced from the image
+    (``ObjectiveSettings``: medium and refractive index) and its one ``Channel``
+    (``EmissionWavelength``, ``DetectorSettings``: ``Offset``, ``Gain``,
+    ``Binning``), each where the run metadata records it (``devices``, ``camera``);
+    ``AcquisitionDate`` from the run's ``started``;
   - ``Pixels``: axes (``TYX`` or ``ZYX``), size, type, ``PhysicalSizeX/Y`` (and
-    ``PhysicalSizeZ`` for z-stacks) in µm;
-  - one ``Plane`` per frame with ``DeltaT`` (s, from ``time_s``), ``PositionZ`` (µm,
-    from ``z_um``) and ``ExposureTime`` (ms, from ``exposure_ms``) where every frame
-    has the key;
+    ``PhysicalSizeZ`` for z-stacks: focus-drive travel) in µm;
+  - one ``Plane`` per frame with ``DeltaT`` (s since frame 0, from ``time_s``),
+    ``PositionZ`` (µm of focus-drive travel, from ``z_um``; not depth in the
+    sample) and ``ExposureTime`` (ms, from ``exposure_ms``) where every frame has
+    the key;
   - ``StructuredAnnotations``: a ``MapAnnotation`` (namespace ``deepz-live/run``)
     with the run settings and optics as key/value text for viewers such as OMERO,
-    and two ``CommentAnnotation``\\ s holding exact JSON: the run metadata
+    one (``deepz-live/axes``) saying what the z and time values mean, and two
+    ``CommentAnnotation``\\ s holding exact JSON: the run metadata
     (``deepz-live/run.json``) and the list of per-frame metadata dicts
     (``deepz-live/frames.json``).
 
   `read_run_metadata` and `read_frame_metadata` (in `_readers`) read them back.
 * Closed after an exception: the same, holding every frame appended so far.
 * Process killed before `close()`: no OME-XML; page 0 carries frame 0's JSON, so the
-  file still opens (``tifffile.imread`` gives every complete page) and
-  `read_frame_metadata` still recovers per-frame metadata from the pages.
+  file still opens (``tifffile.imread`` gives every complete page),
+  `read_frame_metadata` still recovers per-frame metadata from the pages and
+  `read_run_metadata` the run metadata as it was at the first frame (without the
+  ``result`` that `close()` adds).
 
 `OmeZarrWriter` writes OME-Zarr (NGFF 0.5, through ome-writers and zarr-python; the
 ``zarr`` extra) with one chunk per frame and physical scales in the multiscales
@@ -39,24 +52,21 @@ format from the file name (``*.ome.zarr`` → Zarr, anything else → OME-TIFF).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from deepz_live._metadata_format import frame_page_description
 from deepz_live.acquisition import _zarr
-from deepz_live.acquisition._omexml import frames_ome_xml
+from deepz_live.acquisition._omexml import frames_ome_xml, ome_pixel_type
 from deepz_live.acquisition._output import OutputFile, jsonable, positive_or_none
 from deepz_live.acquisition._tiff import PageFile
 
 if TYPE_CHECKING:
     from numpy.typing import DTypeLike
 
-__all__ = ["FRAME_KEY", "OmeTiffWriter", "OmeZarrWriter", "open_writer"]
-
-# the key of a frame's index in its page's JSON ImageDescription
-FRAME_KEY = "deepz_frame"
+__all__ = ["OmeTiffWriter", "OmeZarrWriter", "open_writer"]
 
 
 class _FrameWriter(OutputFile):
@@ -146,6 +156,9 @@ class OmeTiffWriter(_FrameWriter):
         Plane spacing of a z-stack in µm (OME ``PhysicalSizeZ``).
     run_metadata : dict, optional
         Run settings, optics, dose...: anything JSON-serialisable. Stored in the file.
+        Its ``devices`` (device -> property -> value, as `build_run_metadata`
+        records them), ``camera`` (the camera's label) and ``started`` (ISO 8601)
+        also fill OME's Instrument, Channel and AcquisitionDate.
     overwrite : bool
         Replace an existing file. Otherwise an existing file is an error.
     bigtiff : bool
@@ -164,11 +177,15 @@ class OmeTiffWriter(_FrameWriter):
         super().__init__(path, **kwargs)
 
     def _open(self) -> None:
+        ome_pixel_type(self.dtype)  # a type OME cannot describe fails now, not at close
         self._pages = PageFile(self.path, bigtiff=self._bigtiff)
 
     def _write(self, frame: np.ndarray, meta: dict[str, Any]) -> None:
-        # the page reaches the OS before this returns (see "Crash safety" in _tiff)
-        self._pages.append(frame, json.dumps({FRAME_KEY: self.frames_written, **meta}))
+        # the page reaches the OS before this returns (see "Crash safety" in _tiff);
+        # page 0 also carries the run metadata, for a file that is never closed
+        index = self.frames_written
+        run = jsonable(self.run_metadata) if index == 0 else None
+        self._pages.append(frame, frame_page_description(index, meta, run))
 
     def read_frame(self, index: int) -> np.ndarray:
         """Read frame ``index`` back from the file (also while frames are appended).

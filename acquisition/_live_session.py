@@ -5,9 +5,10 @@ frame losslessly as it arrives, and hands frames to a `FrameProcessor` (in deepz
 a Deep-Z refocuser adapted by ``deepz``) that turns each into a volume. Volumes go to
 the ``volume_ready`` event, to iterators over the session, and optionally to a volume
 file. This layer knows nothing of models. This module is the session's lifecycle;
-its parts are `LivePlan` (checks before the first frame), `RawRecorder` (acquisition
-thread), `RefocusWorker` (worker thread), `RefocusQueue` and `Policy`, `EventPump`
-and `LiveCounters` / `LiveStats` / `LiveSummary`, each in a ``_live_*`` module.
+its parts are `PreparedRun` (checks before the first frame), `SequenceRecorder` (the
+acquisition loop time-lapses and z-stacks run too, ``_run_sequence``), `RefocusWorker`
+(worker thread), `RefocusQueue` and `Policy`, `EventPump` and `LiveCounters` /
+`LiveStats` / `LiveSummary`, each in a ``_live_*`` module.
 
 Threading contract
 ------------------
@@ -15,7 +16,7 @@ A session runs three threads of its own; the thread that calls `LiveSession.star
 (a script, or a thread of the panel's) only starts, stops, reads `LiveSession.stats`
 and, when it chooses to, waits.
 
-``deepz-acquisition`` (`RawRecorder`): pymmcore-plus's MDA runner. Its
+``deepz-acquisition`` (`SequenceRecorder`): pymmcore-plus's MDA runner. Its
     ``frameReady`` callback checks the frame, appends it to the raw file, records
     its metadata and dose, and hands it on without waiting: to the refocus queue
     and, if anyone listens to ``frame_acquired``, to the events queue. No user code,
@@ -72,20 +73,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepz_live.acquisition._errors import (
-    AcquisitionError,
-    AcquisitionInterrupted,
-    DeepzError,
-    LiveRunError,
-)
+from deepz_live.acquisition._errors import AcquisitionError, LiveRunError
 from deepz_live.acquisition._frame_processor import FrameProcessor
 from deepz_live.acquisition._live_events import EventPump, LiveEvents
-from deepz_live.acquisition._live_plan import LivePlan, prepare_live_run
-from deepz_live.acquisition._live_policy import (
-    Policy,
-    RefocusQueue,
-)
-from deepz_live.acquisition._live_recorder import RawRecorder, describe_error
+from deepz_live.acquisition._live_policy import FrameTicket, Policy, RefocusQueue
+from deepz_live.acquisition._live_prepare import PreparedRun, prepare_live_run
 from deepz_live.acquisition._live_stats import (
     LiveCounters,
     LiveState,
@@ -100,6 +92,12 @@ from deepz_live.acquisition._live_worker import (
     VolumeSubscribers,
 )
 from deepz_live.acquisition._run_records import open_run_writer
+from deepz_live.acquisition._run_sequence import SequenceRecorder, describe_error
+from deepz_live.acquisition._signals import (
+    SignalInterrupt,
+    StopSignals,
+    interrupted_error,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -231,9 +229,10 @@ class LiveSession:
         self._events_thread: threading.Thread | None = None
         self._worker_thread: threading.Thread | None = None
         self._acquisition_thread: threading.Thread | None = None
+        self._signals = StopSignals()  # SIGTERM, SIGHUP as Ctrl-C while running
         # set by start()
-        self._plan: LivePlan | None = None
-        self._recorder: RawRecorder
+        self._prepared: PreparedRun | None = None
+        self._recorder: SequenceRecorder
         self._worker: RefocusWorker
 
     # -- public ----------------------------------------------------------------------
@@ -293,7 +292,7 @@ class LiveSession:
                 "This live session was already started (or closed); create a new "
                 "LiveSession for another run."
             )
-        plan = prepare_live_run(
+        prepared = prepare_live_run(
             self.scope,
             self.processor,
             frames=self.frames,
@@ -310,25 +309,23 @@ class LiveSession:
         )
         writer = open_run_writer(
             self.scope,
-            plan.raw_path,
+            prepared.raw_path,
             "TYX",
-            plan.frames,
-            plan.run_metadata,
+            prepared.frames,
+            prepared.run_metadata,
             self.overwrite,
         )
-        self._recorder = RawRecorder(
+        self._recorder = SequenceRecorder(
             self.scope,
+            prepared.sequence,
             writer,
-            plan,
-            queue=self._queue,
-            counters=self._counters,
-            failures=self._failures,
-            announce=self._pump.post_frame,
-            stop_requested=lambda: self._stop_requested,
+            prepared.frames,
+            on_written=self._hand_on,
+            on_fault=lambda fault: self._failures.add(*fault),
         )
         self._worker = RefocusWorker(
             self.processor,
-            plan,
+            prepared,
             queue=self._queue,
             recorder=self._recorder,
             counters=self._counters,
@@ -340,7 +337,7 @@ class LiveSession:
             overwrite=self.overwrite,
             config=str(self.scope.config_path),
         )
-        self._plan = plan
+        self._prepared = prepared
         self._counters.start_clock()
         self._state = LiveState.STARTING
         self._events_thread = threading.Thread(
@@ -349,6 +346,7 @@ class LiveSession:
         self._worker_thread = threading.Thread(
             target=self._worker_main, name="deepz-refocus", daemon=True
         )
+        self._signals.install()  # main thread only; restored by wait() or close()
         self._events_thread.start()
         self._worker_thread.start()
 
@@ -368,7 +366,7 @@ class LiveSession:
         self._stop_requested = True
         if not finish_backlog:
             self._queue.abandon()
-        self._cancel_acquisition()
+        self._recorder.cancel()
 
     def wait(
         self,
@@ -379,7 +377,8 @@ class LiveSession:
         """Wait for the run to end; return its summary.
 
         Ctrl-C while waiting stops the run cleanly (frames so far saved) and raises
-        `AcquisitionInterrupted`.
+        `AcquisitionInterrupted`; so do SIGTERM and SIGHUP for a session started on
+        the main thread (`AcquisitionTerminated`, with the signal).
 
         Parameters
         ----------
@@ -398,7 +397,7 @@ class LiveSession:
             The run failed; the message says what happened and what is saved where
             (``error.summary`` has the figures).
         AcquisitionInterrupted
-            Ctrl-C.
+            Ctrl-C, or `AcquisitionTerminated`: SIGTERM or SIGHUP.
         TimeoutError
             ``timeout`` passed first.
         """
@@ -420,17 +419,12 @@ class LiveSession:
                         f"The live session did not end within {timeout:g} s "
                         f"(state: {self._state})."
                     )
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             self.stop()
             done.wait()
-            summary = self._summary
-            assert summary is not None
-            raise AcquisitionInterrupted(
-                f"Live run interrupted after {summary.frames} of {self.frames} "
-                f"frames; {saved_message(summary)}.",
-                frames_saved=summary.frames,
-                output=summary.raw_output if summary.frames else None,
-            ) from None
+            self._signals.restore()
+            raise self._interrupted_error(exc) from None
+        self._signals.restore()
         if progress is not None:
             progress(self.stats())
         summary = self._summary
@@ -447,7 +441,7 @@ class LiveSession:
             frames_expected=int(self.frames) if _is_count(self.frames) else 0,
             queue_depth=queue_depth,
             frames_in_memory=in_memory,
-            zstack_planes=1 if self._plan is None else self._plan.zstack_planes,
+            zstack_planes=1 if self._prepared is None else self._prepared.zstack_planes,
             frame_events_dropped=self._pump.frame_events_dropped,
         )
 
@@ -456,12 +450,15 @@ class LiveSession:
         if self._closed:
             return
         self._closed = True
-        if self._state != LiveState.IDLE:
-            if not self.done:
-                self.stop()
-            for thread in self._threads():
-                if thread is not threading.current_thread():
-                    thread.join()
+        try:
+            if self._state != LiveState.IDLE:
+                if not self.done:
+                    self.stop()
+                for thread in self._threads():
+                    if thread is not threading.current_thread():
+                        thread.join()
+        finally:
+            self._signals.restore()
 
     def __iter__(self) -> Iterator[LiveVolume]:
         """Iterate over volumes as they are made (starts the run if needed).
@@ -482,6 +479,9 @@ class LiveSession:
                         break
                     continue
                 yield item
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: stop cleanly, then raise
+            self.stop()
+            raise
         finally:
             self._subscribers.remove(subscriber)
         self._pump.done.wait()
@@ -504,6 +504,9 @@ class LiveSession:
             if exc_type is not None:
                 self.stop()
             self.close()
+        if isinstance(exc, SignalInterrupt) and self._summary is not None:
+            # stopped by SIGTERM or SIGHUP outside wait(): say so, with the exit code
+            raise self._interrupted_error(exc) from None
 
     def __repr__(self) -> str:
         return (
@@ -511,13 +514,27 @@ class LiveSession:
             f"state={self._state.value!r}>"
         )
 
-    # -- acquisition thread (the rest is RawRecorder's) ------------------------------
+    # -- acquisition thread (the loop itself is SequenceRecorder's) ----------------
     def _acquisition_main(self) -> None:
-        frames = self._recorder.run()
+        frames = self._recorder.run().frames
+        self._queue.finish_acquiring()
         with self._lock:
             if self._state == LiveState.ACQUIRING:
                 self._state = LiveState.CATCHING_UP
         self._pump.post("acquisition_finished", frames)
+
+    def _hand_on(
+        self, index: int, frame: np.ndarray, record: dict[str, Any], arrived: float
+    ) -> None:
+        """Each raw frame once written: to the refocus queue and ``frame_acquired``."""
+        if self._stop_requested or self._queue.abandoned:
+            # stop() or a worker error came before the runner could be canceled
+            self._recorder.cancel()
+        frame = frame.copy()  # the camera may reuse its buffer
+        self._counters.frame_arrived(arrived, record)
+        if self._queue.put(FrameTicket(index, arrived, frame, record)):
+            self._counters.frame_skipped()
+        self._pump.post_frame(index, frame)
 
     # -- worker thread (the refocusing itself is RefocusWorker's) --------------------
     def _worker_main(self) -> None:
@@ -548,17 +565,9 @@ class LiveSession:
         return acquisition
 
     def _request_abort(self) -> None:
-        """Stop acquiring and refocusing after an error."""
+        """Stop acquiring and refocusing after an error (no result in the raw file)."""
+        self._recorder.abort()
         self._queue.abandon()
-        self._cancel_acquisition()
-
-    def _cancel_acquisition(self) -> None:
-        try:
-            core = self.scope.core
-            if core.mda.is_running():
-                core.mda.cancel()
-        except DeepzError:  # the microscope was closed under us: nothing runs
-            pass
 
     def _finish(self) -> None:
         """End of the worker: close files, build the summary, queue the last events."""
@@ -571,6 +580,7 @@ class LiveSession:
         summary = self._build_summary()
         self._summary = summary
         self._counters.stop_clock()
+        self._signals.finish()  # later signals go to the handlers from before
         with self._lock:
             if summary.error is not None:
                 self._state = LiveState.FAILED
@@ -584,30 +594,34 @@ class LiveSession:
         else:
             self._pump.post_terminal("run_finished", summary)
 
+    def _interrupted_error(self, interrupt: KeyboardInterrupt) -> AcquisitionError:
+        summary = self._summary
+        assert summary is not None
+        return interrupted_error(
+            interrupt,
+            f"after {summary.frames} of {self.frames} frames; {saved_message(summary)}",
+            frames_saved=summary.frames,
+            output=summary.raw_output if summary.frames else None,
+            subject="Live run",
+        )
+
     def _build_summary(self) -> LiveSummary:
-        assert self._plan is not None
+        assert self._prepared is not None
         summary = self._counters.summary(
-            raw_output=self._plan.raw_path,
+            raw_output=self._prepared.raw_path,
             volume_output=self._worker.volume_output,
             policy=self.policy,
-            planes_um=self._plan.planes_um,
+            planes_um=self._prepared.planes_um,
             processor=self._worker.describe_processor(),
-            zstack_planes=self._plan.zstack_planes,
+            zstack_planes=self._prepared.zstack_planes,
             peak_frames_in_memory=self._queue.peak_in_memory,
             canceled=self._stop_requested,
         )
         return self._failures.report(summary)
 
     def _threads(self) -> list[threading.Thread]:
-        return [
-            thread
-            for thread in (
-                self._events_thread,
-                self._worker_thread,
-                self._acquisition_thread,
-            )
-            if thread is not None
-        ]
+        threads = (self._events_thread, self._worker_thread, self._acquisition_thread)
+        return [thread for thread in threads if thread is not None]
 
 
 def _is_count(value: Any) -> bool:

@@ -22,18 +22,18 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from deepz_live.acquisition._live_recorder import FrameFormatError, describe_error
-from deepz_live.acquisition._volumes import open_volume_writer
+from deepz_live.acquisition._run_sequence import FrameFormatError, describe_error
+from deepz_live.acquisition._volumes import INSTRUMENT_METADATA_KEYS, open_volume_writer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
     from deepz_live.acquisition._frame_processor import FrameProcessor
-    from deepz_live.acquisition._live_plan import LivePlan
     from deepz_live.acquisition._live_policy import FrameTicket, RefocusQueue
-    from deepz_live.acquisition._live_recorder import RawRecorder
+    from deepz_live.acquisition._live_prepare import PreparedRun
     from deepz_live.acquisition._live_stats import LiveCounters, RunFailures
+    from deepz_live.acquisition._run_sequence import SequenceRecorder
     from deepz_live.acquisition._volumes import (
         OmeTiffVolumeWriter,
         OmeZarrVolumeWriter,
@@ -104,12 +104,13 @@ class RefocusWorker:
     ----------
     processor : FrameProcessor
         Set up, run and closed here.
-    plan : LivePlan
+    plan : PreparedRun
         The run's layout and files.
     queue : RefocusQueue
         Where the frames come from.
-    recorder : RawRecorder
-        The raw file, to read back frames that wait on disk.
+    recorder : SequenceRecorder
+        The acquisition loop and its raw file, to read back frames that wait on
+        disk.
     counters, failures
         The session's figures and failures.
     subscribers : VolumeSubscribers
@@ -125,10 +126,10 @@ class RefocusWorker:
     def __init__(
         self,
         processor: FrameProcessor,
-        plan: LivePlan,
+        plan: PreparedRun,
         *,
         queue: RefocusQueue,
-        recorder: RawRecorder,
+        recorder: SequenceRecorder,
         counters: LiveCounters,
         failures: RunFailures,
         subscribers: VolumeSubscribers,
@@ -181,7 +182,7 @@ class RefocusWorker:
 
     def _end_before_acquiring(self) -> None:
         """Close the (empty) raw file, which removes it, and let the run end."""
-        self._recorder.discard()
+        self._recorder.close_file()
         self._queue.finish_acquiring()
 
     # -- before and after the frames -----------------------------------------------
@@ -225,6 +226,12 @@ class RefocusWorker:
             "started": run_metadata.get("started"),
             "software": run_metadata.get("software"),
             "config": self._config,
+            # the microscope, for the volume file's OME Instrument and Channel
+            **{
+                key: run_metadata[key]
+                for key in INSTRUMENT_METADATA_KEYS
+                if key in run_metadata
+            },
         }
         try:
             self.volume_writer = open_volume_writer(

@@ -78,12 +78,16 @@ def planes_from_range(
             f"the last plane ({stop_um:g} µm) is below the first ({start_um:g} µm): "
             "go from the lower plane to the higher one, e.g. -8:8:2."
         )
-    count = math.floor((stop_um - start_um) / step_um + _STEP_TOLERANCE) + 1
+    steps = (stop_um - start_um) / step_um + _STEP_TOLERANCE
+    # a huge range over a tiny step overflows to infinity, which floor() refuses
+    count = math.floor(steps) + 1 if math.isfinite(steps) else math.inf
     if count > MAX_PLANES:
+        planes = f"{count}" if math.isfinite(count) else "Too many"
         raise PlaneError(
-            f"{count} planes from {start_um:g} to {stop_um:g} µm every {step_um:g} "
+            f"{planes} planes from {start_um:g} to {stop_um:g} µm every {step_um:g} "
             f"µm; at most {MAX_PLANES}: choose a larger step or a narrower range."
         )
+    count = int(count)
     # rounding keeps 0.1-µm steps printable (0.30000000000000004 -> 0.3)
     return tuple(round(start_um + k * step_um, 6) for k in range(count))
 

@@ -4,8 +4,9 @@
 the first frame (settings, focus travel, the output location and the free disk space:
 `acquisition._run_checks`), describe the run for the file
 (`acquisition._run_records`), run it on the acquisition thread
-(`acquisition._run_sequence`, whose docstring holds the threading contract) and
-report what it produced (`acquisition._run_summaries`).
+(`acquisition._run_sequence`: the acquisition loop live sessions run too, whose
+docstring holds the threading contract) and report what it produced
+(`acquisition._run_summaries`).
 """
 
 from __future__ import annotations

@@ -10,17 +10,17 @@ through the crash-safe `_tiff.PageFile` and its OME-XML header on `close()`
 
 In a TIFF that was never closed, the first page of every volume carries that volume's
 metadata as JSON (``{"deepz_volume": t, "plane": 0, ...}``); the other pages carry
-only their indices.
+only their indices (`deepz_live._metadata_format` owns this layout).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from deepz_live._metadata_format import volume_page_description
 from deepz_live.acquisition import _zarr
 from deepz_live.acquisition._omexml import volumes_ome_xml
 from deepz_live.acquisition._output import OutputFile, jsonable, positive_or_none
@@ -28,14 +28,15 @@ from deepz_live.acquisition._planes import check_planes
 from deepz_live.acquisition._tiff import PageFile
 
 __all__ = [
-    "VOLUME_KEY",
+    "INSTRUMENT_METADATA_KEYS",
     "OmeTiffVolumeWriter",
     "OmeZarrVolumeWriter",
     "open_volume_writer",
 ]
 
-# the key of a volume's index in its pages' JSON ImageDescriptions
-VOLUME_KEY = "deepz_volume"
+INSTRUMENT_METADATA_KEYS = ("devices", "camera", "focus_device")
+"""Keys of a raw file's run metadata that describe the microscope: copied into a
+volume file's run metadata, they give it the same OME Instrument and Channel."""
 
 
 class _VolumeWriter(OutputFile):
@@ -103,26 +104,34 @@ class OmeTiffVolumeWriter(_VolumeWriter):
     Each volume is written as one page per plane the moment it is appended (crash
     safe, like `OmeTiffWriter`). On `close()` page 0 gets the OME-XML: ``TZYX``
     sizes, ``PhysicalSizeX/Y``, ``PhysicalSizeZ`` (the plane step, when the planes
-    are evenly spaced), per-plane ``DeltaT`` and ``PositionZ`` (frame focus + plane
-    offset) where known, a ``MapAnnotation`` (namespace ``deepz-live/volumes``) and
-    exact JSON in ``CommentAnnotation``\\ s: the run metadata with the plane list
-    and the model's identity (``deepz-live/volumes-run.json``) and one dict per
-    volume (``deepz-live/volumes.json``). `read_volume_metadata` reads them back,
-    also from a file that was never closed.
+    are evenly spaced), per-plane ``DeltaT`` (s since the first volume's frame)
+    and ``PositionZ`` (frame focus + plane offset, µm of focus-drive travel) where
+    known; ``Instrument`` (``Objective``, ``Detector``), the ``Channel``'s emission
+    wavelength and detector settings where ``run_metadata`` records the devices
+    (see below); a ``MapAnnotation`` (namespace ``deepz-live/volumes``), one
+    (``deepz-live/axes``) saying what the planes and z values mean, and exact JSON
+    in ``CommentAnnotation``\\ s: the run metadata with the plane list and the
+    model's identity (``deepz-live/volumes-run.json``) and one dict per volume
+    (``deepz-live/volumes.json``). `read_volume_metadata` reads them back, also
+    from a file that was never closed.
 
     Parameters
     ----------
     path : str or Path
         Output file, conventionally ``*.volumes.ome.tif``. Its folder must exist.
     planes_um : sequence of float
-        The refocusing distances (µm from the frame's focus) of the planes.
+        The refocusing distances of the planes: µm of focus-drive travel from the
+        frame's focal plane (plane k is what a scan would record with the focus
+        drive ``planes_um[k]`` further), not depth in the sample.
     frame_shape : tuple of int
         ``(height, width)`` of every plane.
     pixel_size_um : float or None
         Sample-plane pixel size in µm.
     run_metadata : dict, optional
         Anything JSON-serialisable (model identity, settings...). ``planes_um`` is
-        added.
+        added. Copy ``devices``, ``camera`` and ``started`` from the raw run's
+        metadata (`build_run_metadata`) to get OME's Instrument, Channel and
+        AcquisitionDate too; without them those are left out.
     overwrite : bool
         Replace an existing file.
     bigtiff : bool
@@ -146,9 +155,10 @@ class OmeTiffVolumeWriter(_VolumeWriter):
     def _write(self, volume: np.ndarray, meta: dict[str, Any]) -> None:
         index = self.volumes_written
         for plane, image in enumerate(volume):
-            extra = meta if plane == 0 else {}
-            tag = {VOLUME_KEY: index, "plane": plane, **extra}
-            self._pages.append(image, json.dumps(tag))
+            description = volume_page_description(
+                index, plane, meta if plane == 0 else None
+            )
+            self._pages.append(image, description)
 
     def _finish(self) -> None:
         self._pages.finish(self._ome_xml if self._volume_metadata else None)

@@ -1,5 +1,5 @@
-"""What the live-pipeline benchmarks share: a processor that only waits, and the
-machine's description for the printed tables."""
+"""What the live-pipeline benchmarks share: the simulated scope they run on, a
+processor that only waits, and the machine's description for the printed tables."""
 
 from __future__ import annotations
 
@@ -10,6 +10,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+import deepz
+
+
+def simulator_scope(size: int) -> deepz.Microscope:
+    """The simulator on the real clock, with a centred ``size``² camera region."""
+    scope = deepz.open_microscope()
+    core = scope.core
+    core.setProperty("Camera", "Clock", "real")
+    width = int(core.getImageWidth())
+    if size < width:
+        offset = (width - size) // 2
+        core.setROI(offset, offset, size, size)
+    scope.focus_on_specimen()
+    return scope
 
 
 class SleepLikeTheModel:

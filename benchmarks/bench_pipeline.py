@@ -39,22 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import tifffile
-from _standins import SleepLikeTheModel, machine_description
+from _standins import SleepLikeTheModel, machine_description, simulator_scope
 
 import deepz
 from deepz_live.acquisition import LiveSession
-
-
-def _scope(size: int) -> deepz.Microscope:
-    scope = deepz.open_microscope()
-    core = scope.core
-    core.setProperty("Camera", "Clock", "real")
-    width = int(core.getImageWidth())
-    if size < width:
-        offset = (width - size) // 2
-        core.setROI(offset, offset, size, size)
-    scope.focus_on_specimen()
-    return scope
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -69,7 +57,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "planes": len(planes),
         "frames": args.frames,
     }
-    with _scope(args.size) as scope:
+    with simulator_scope(args.size) as scope:
         # 1. the frames, then the Refocuser alone on exactly those frames
         raw = folder / "frames.ome.tif"
         deepz.acquire_timelapse(

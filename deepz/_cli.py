@@ -10,14 +10,19 @@ score Deep-Z models from z-stacks (`deepz._cli_train`, `deepz._cli_evaluate`;
 
 Output contract: with ``--json`` exactly one JSON object goes to stdout; everything
 else (progress, warnings, errors) goes to stderr. An error is one line on stderr and a
-non-zero exit: 1 for a failed run (`DeepzError`), 2 for bad usage (including a bad
-``--set``), 130 when interrupted with Ctrl-C.
+non-zero exit: 1 for a failed run (`DeepzError`, `InferenceError`, `CommandFailed`:
+also an output that exists without ``--overwrite``), 2 for bad usage (an option value
+that makes no sense, including a bad ``--set``), 130 when interrupted with Ctrl-C, and
+128 + the signal when stopped by SIGTERM (143) or SIGHUP (129), which are handled as
+Ctrl-C is: what was recorded or trained so far is kept, and the error line says what.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import warnings
 from contextlib import contextmanager
 from datetime import datetime
@@ -29,6 +34,7 @@ import typer.main
 from rich.console import Console
 
 from deepz import _cli_evaluate, _cli_export, _cli_live, _cli_train
+from deepz._cli_options import CommandFailed, CommandInterrupted
 from deepz_live.acquisition import (
     AcquisitionInterrupted,
     ConfigError,
@@ -43,6 +49,7 @@ from deepz_live.inference import InferenceError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from contextlib import AbstractContextManager
+    from types import FrameType
 
     ProgressReport = Callable[[int, int], None]
 
@@ -357,19 +364,84 @@ def cli_command() -> Any:
     return command
 
 
+#: SIGTERM (a job scheduler, ``kill``) and SIGHUP (a closed terminal) stop a command
+#: the way Ctrl-C does, as they stop an acquisition (`AcquisitionTerminated`)
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C would be: the same clean-up runs."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+
+
+class _StopSignal:
+    """The stop signal received while the command ran, if any (main thread only)."""
+
+    number: int | None = None
+
+    @classmethod
+    def handle(cls, signal_number: int, frame: FrameType | None) -> None:
+        if cls.number is None:
+            cls.number = signal_number
+            raise _Stopped(signal_number)
+        # a second one while the command stops: the stop is under way
+
+
+@contextmanager
+def _stop_signals_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP stop the command as Ctrl-C does."""
+    _StopSignal.number = None
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = {
+        number: signal.signal(number, _StopSignal.handle) for number in _STOP_SIGNALS
+    }
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            if handler is not None:  # None: set outside Python, cannot be put back
+                signal.signal(number, handler)
+
+
+def _interrupted(message: str, exit_code: int | None = None) -> None:
+    """Exit 130 after Ctrl-C, 128 + the signal after SIGTERM (143) or SIGHUP (129).
+
+    ``exit_code``: the code an acquisition stopped by a signal reports itself
+    (`AcquisitionTerminated`); else the signal this command's handler received,
+    named in ``message`` in place of "Ctrl-C".
+    """
+    if exit_code is None and _StopSignal.number is not None:
+        name = signal.Signals(_StopSignal.number).name
+        message = message.replace("Ctrl-C", name)
+        exit_code = 128 + _StopSignal.number
+    _fail(message, exit_code or EXIT_INTERRUPTED)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the ``deepz`` command line (the ``deepz`` console script)."""
     _quiet_libraries()
     try:
-        cli_command().main(args=argv, standalone_mode=False)
-    except AcquisitionInterrupted as exc:
-        _fail(str(exc), EXIT_INTERRUPTED)
+        with _stop_signals_as_interrupt():
+            result = cli_command().main(args=argv, standalone_mode=False)
+        if result == EXIT_INTERRUPTED:
+            # typer turns a KeyboardInterrupt that leaves a command into this code
+            _interrupted("stopped by Ctrl-C.")
+    except (AcquisitionInterrupted, CommandInterrupted) as exc:
+        code = getattr(exc, "exit_code", None)
+        _interrupted(str(exc), code if isinstance(code, int) else None)
     except (_UsageError, _cli_live.LiveUsageError) as exc:
         _fail(str(exc), EXIT_USAGE)
-    except (DeepzError, InferenceError) as exc:
+    except (DeepzError, InferenceError, CommandFailed) as exc:
         _fail(str(exc), EXIT_FAILED)
     except (KeyboardInterrupt, typer.Abort):
-        _fail("interrupted.", EXIT_INTERRUPTED)
+        _interrupted("stopped by Ctrl-C.")
     except Exception as exc:
         # typer/click usage errors (bad option value, unknown option...)
         exit_code = getattr(exc, "exit_code", None)

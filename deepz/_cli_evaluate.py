@@ -4,13 +4,14 @@ The scores (PSNR/SSIM per |dz| bin against the identity, axial localization of
 isolated objects) come from `evaluate_stacks`; this module reads the stacks as
 training did (`deepz._cli_stacks`), optionally cuts them to the band of the field a
 model was not trained on (``--x-range`` / ``--y-range``, in file pixels), and prints
-the table (or JSON with ``--json``) on stdout, progress on stderr.
+the table (or JSON with ``--json``) on stdout, progress on stderr. Option values, the
+figure's path (``--plot``: never replaced without ``--overwrite``) and the stacks are
+checked before the (long) evaluation; Ctrl-C ends it with exit code 130.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 from dataclasses import replace
 from pathlib import Path  # noqa: TC003 (typer reads the annotations at runtime)
@@ -20,16 +21,22 @@ import typer
 
 from deepz._cli_options import (
     ChannelOption,
+    CommandInterrupted,
     DeviceOption,
     JsonOption,
     ModelArgument,
+    OverwriteOption,
     RegisterOption,
     StacksArgument,
     TargetChannelOption,
     VoxelOption,
+    check_output,
+    check_positive,
+    out_of_memory_fails,
     say,
 )
 from deepz._cli_stacks import read_stacks_given, read_target_stacks, voxel_from_option
+from deepz_live.inference import MIN_EVALUATION_WINDOW_PX
 
 if TYPE_CHECKING:
     import numpy as np
@@ -82,13 +89,20 @@ def evaluate(
         ),
     ] = 2.5,
     inputs_per_stack: Annotated[
-        int, typer.Option("--inputs-per-stack", help="Input planes per stack.")
+        int,
+        typer.Option("--inputs-per-stack", min=1, help="Input planes per stack."),
     ] = 3,
     all_planes: Annotated[
         bool, typer.Option("--all-planes", help="Use every plane as an input.")
     ] = False,
     crop: Annotated[
-        int, typer.Option("--crop", help="Evaluate a CROP² window (0: full frame).")
+        int,
+        typer.Option(
+            "--crop",
+            min=0,
+            help="Evaluate a CROP² window (0: full frame; else at least "
+            f"{MIN_EVALUATION_WINDOW_PX} px, the SSIM window).",
+        ),
     ] = 256,
     x_range: Annotated[
         str | None,
@@ -112,6 +126,7 @@ def evaluate(
     register: RegisterOption = True,
     voxel_um: VoxelOption = None,
     device: DeviceOption = "auto",
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Refocus real planes of z-stacks and score the model against them.
 
@@ -132,15 +147,29 @@ def evaluate(
         resolve_model_path,
     )
 
+    check_positive(bin_um, "--bin-um")
+    check_positive(axial_range_um, "--axial-range-um")
+    check_positive(isolation_um, "--isolation-um", zero=True)
+    if 0 < crop < MIN_EVALUATION_WINDOW_PX:
+        raise typer.BadParameter(
+            f"--crop {crop}: a window must be at least {MIN_EVALUATION_WINDOW_PX} px "
+            "(the SSIM window) to be scored; give a larger crop, or 0 for the full "
+            "frame."
+        )
+    ranges = {
+        option: _pixel_range(text, option)
+        for option, text in (("--y-range", y_range), ("--x-range", x_range))
+        if text is not None
+    }
     if plot is not None:
         _check_plot_path(plot)
-    if bin_um is not None and not (math.isfinite(bin_um) and bin_um > 0):
-        raise typer.BadParameter(f"--bin-um must be more than 0, got {bin_um}.")
-    if axial_range_um is not None and not (
-        math.isfinite(axial_range_um) and axial_range_um > 0
-    ):
-        raise typer.BadParameter(
-            f"--axial-range-um must be more than 0, got {axial_range_um}."
+        check_output(
+            plot,
+            overwrite=overwrite,
+            option="--plot",
+            inputs=stacks,
+            create_folder=False,
+            example="evaluation.png",
         )
     torch_device = pick_device(device)
     path = resolve_model_path(model)
@@ -172,8 +201,15 @@ def evaluate(
         data, targets, origins, _ = read_target_stacks(
             stacks, data, channel, target_channel, voxel, register
         )
-    if x_range is not None or y_range is not None:
-        data, targets = _cut_bands(data, targets, origins, y_range, x_range)
+    if ranges:
+        data, targets = _cut_bands(
+            data,
+            targets,
+            origins,
+            ranges.get("--y-range"),
+            ranges.get("--x-range"),
+            MIN_EVALUATION_WINDOW_PX,
+        )
     notes: list[str] = []
     for stack in data:
         with warnings.catch_warnings(record=True) as caught:
@@ -196,32 +232,52 @@ def evaluate(
             device=torch_device,
         )
 
+    evaluated = [0, 0]  # input planes done, of
+
     def progress(done: int, total: int) -> None:
+        evaluated[:] = [done, total]
         say(f"evaluated input plane {done}/{total}")
 
-    result = evaluate_stacks(
-        predict,
-        data,
-        Normalization.from_dict(info.normalization),
-        dz_range_um=info.dz_range_um,
-        inputs_per_stack=None if all_planes else inputs_per_stack,
-        crop=crop or None,
-        model_name=info.name,
-        progress=progress,
-        target_stacks=targets,
-        target_normalization=(
-            None
-            if saved_target is None
-            else TargetNormalization.from_dict(saved_target)
-        ),
-        bin_um=bin_um,
-        axial_range_um=axial_range_um,
-        isolation_um=isolation_um,
-        sections=3 if plot is not None else 0,
-    )
-    result.notes.extend(notes)
-    if plot is not None:
-        plot_evaluation(result, plot)
+    try:
+        with out_of_memory_fails(
+            "evaluate a smaller --crop, or fewer or smaller stacks (or on another "
+            "--device)."
+        ):
+            result = evaluate_stacks(
+                predict,
+                data,
+                Normalization.from_dict(info.normalization),
+                dz_range_um=info.dz_range_um,
+                inputs_per_stack=None if all_planes else inputs_per_stack,
+                crop=crop or None,
+                model_name=info.name,
+                progress=progress,
+                target_stacks=targets,
+                target_normalization=(
+                    None
+                    if saved_target is None
+                    else TargetNormalization.from_dict(saved_target)
+                ),
+                bin_um=bin_um,
+                axial_range_um=axial_range_um,
+                isolation_um=isolation_um,
+                sections=3 if plot is not None else 0,
+            )
+        result.notes.extend(notes)
+        if plot is not None:
+            plot_evaluation(result, plot)
+    except KeyboardInterrupt:
+        done, total = evaluated
+        when = (
+            f"after {done} of {total} input planes"
+            if done
+            else "before any input plane was scored"
+        )
+        raise CommandInterrupted(
+            f"deepz evaluate stopped by Ctrl-C {when}: no scores were printed"
+            + ("" if plot is None else f" and {plot} was not written")
+            + "."
+        ) from None
     if json_output:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
         return
@@ -248,16 +304,11 @@ _PLOT_FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 def _check_plot_path(path: Path) -> None:
-    """A figure path that will work, checked before any (long) evaluation."""
+    """A figure format that matplotlib writes (the folder: `check_output`)."""
     if path.suffix.lower() not in _PLOT_FORMATS:
         raise typer.BadParameter(
             f"--plot {path}: unknown image format {path.suffix or '(none)'!r}; end "
             f"the name with one of {', '.join(_PLOT_FORMATS)}."
-        )
-    folder = path.expanduser().absolute().parent
-    if not folder.is_dir():
-        raise typer.BadParameter(
-            f"--plot {path}: folder {folder} does not exist; create it first."
         )
 
 
@@ -268,6 +319,11 @@ def _pixel_range(text: str, option: str) -> tuple[int, int]:
         raise typer.BadParameter(
             f"{option} {text!r}: expected START:STOP in pixels, e.g. 66:133"
         ) from None
+    if not 0 <= start < stop:
+        raise typer.BadParameter(
+            f"{option} {text!r}: START and STOP must be 0 ≤ START < STOP (pixels "
+            "from the file's first row or column), e.g. 66:133"
+        )
     return start, stop
 
 
@@ -275,16 +331,16 @@ def _cut_bands(
     data: list[ZStack],
     targets: list[ZStack] | None,
     origins: list[tuple[int, int]],
-    y_range: str | None,
-    x_range: str | None,
+    ys: tuple[int, int] | None,
+    xs: tuple[int, int] | None,
+    least: int,
 ) -> tuple[list[ZStack], list[ZStack] | None]:
     """Rows and/or columns of each stack (and target), given in file pixels.
 
     Registration may have cut the field: the ranges are mapped into the overlap
-    and the result is labelled in the file's own pixels.
+    and the result is labelled in the file's own pixels. A band narrower than
+    ``least`` pixels (the smallest window that can be scored) is refused.
     """
-    ys = None if y_range is None else _pixel_range(y_range, "--y-range")
-    xs = None if x_range is None else _pixel_range(x_range, "--x-range")
     cropped: list[ZStack] = []
     cropped_targets: list[ZStack] = []
     for k, stack in enumerate(data):
@@ -304,6 +360,13 @@ def _cut_bands(
             except ValueError as exc:
                 option = "--x-range" if ys is None else "--y-range"
                 raise typer.BadParameter(f"{option}: {exc}") from None
+            if min(part.shape[1:]) < least:
+                option = "--x-range" if part.shape[2] < least else "--y-range"
+                raise typer.BadParameter(
+                    f"{option}: the band of {whole.source} is {part.shape[1]}×"
+                    f"{part.shape[2]} px; at least {least} px (the SSIM window) "
+                    "are needed across it to score it. Give a wider band."
+                )
             label = whole.source
             if ys is not None:
                 label += f"[y={a + y0}:{b + y0}]"

@@ -1,8 +1,10 @@
 """``deepz export`` and ``deepz bench``: a model for other runtimes, and its speed.
 
 `export` writes an ONNX graph (any batch and frame size) or a TensorRT engine (one
-GPU kind, one frame shape) with its ``.json`` sidecar; `bench` times the Refocuser
-per model and backend and prints a Markdown table (or JSON with ``--json``).
+GPU kind, one frame shape) with its ``.json`` sidecar, never over an existing file
+without ``--overwrite``; `bench` times the Refocuser per model and backend and prints
+a Markdown table (or JSON with ``--json``). Options are checked before the work, and
+Ctrl-C ends either with exit code 130.
 """
 
 from __future__ import annotations
@@ -14,7 +16,17 @@ from typing import Annotated
 
 import typer
 
-from deepz._cli_options import JsonOption, ModelArgument, say
+from deepz._cli_options import (
+    CommandInterrupted,
+    JsonOption,
+    ModelArgument,
+    OverwriteOption,
+    check_choice,
+    check_output,
+    out_of_memory_fails,
+    say,
+)
+from deepz_live.inference import MIN_BENCH_SIZE
 
 
 def register(app: typer.Typer) -> None:
@@ -55,6 +67,7 @@ def export(
         int | None,
         typer.Option(
             "--batch",
+            min=1,
             help="tensorrt: network inputs per call (default 8 planes; 1 for "
             "stack models).",
         ),
@@ -62,47 +75,73 @@ def export(
     device: Annotated[
         str, typer.Option("--device", help="tensorrt: cuda, cuda:1...")
     ] = "cuda",
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Export a model for other runtimes: ONNX, or a TensorRT engine (+ .json)."""
-    from deepz_live.inference import export_onnx
+    from deepz_live.inference import (
+        export_onnx,
+        export_tensorrt,
+        import_tensorrt,
+        pick_device,
+        resolve_model_path,
+        sidecar_path,
+    )
 
-    if format not in ("onnx", "tensorrt"):
-        raise typer.BadParameter("--format must be onnx or tensorrt.")
+    check_choice(format, "--format", ("onnx", "tensorrt"))
+    if size is not None and min(size) < 1:
+        raise typer.BadParameter(
+            f"--size {size[0]} {size[1]}: height and width must be at least 1 px."
+        )
+    model_path = resolve_model_path(model)
+    companions = [] if format == "onnx" else [sidecar_path(out)]
+    check_output(
+        out,
+        overwrite=overwrite,
+        companions=companions,
+        inputs=[model_path],
+        example=f"model.{'onnx' if format == 'onnx' else 'engine'}",
+    )
     if format == "onnx":
-        if size is not None or batch:
+        if size is not None or batch is not None:
             say(
                 "note: --size and --batch apply to tensorrt only; "
                 "the ONNX graph takes any batch and frame size."
             )
-        path = export_onnx(model, out, precision=precision or "fp32")
+        try:
+            path = export_onnx(model, out, precision=precision or "fp32")
+        except KeyboardInterrupt:
+            raise CommandInterrupted(_export_interrupted(out)) from None
         say(f"Exported {model} to {path}")
         return
-    from deepz_live.inference import (
-        export_tensorrt,
-        import_tensorrt,
-        sidecar_path,
-    )
-
     import_tensorrt()  # no TensorRT: say so (exit 1) before asking for anything
     if size is None:
         raise typer.BadParameter(
             "A TensorRT engine is built for one frame size: give --size H W."
         )
+    pick_device(device)
     height, width = size
     say(
         f"Building a TensorRT engine for {height}×{width} frames (cached engines "
         "are reused; a new build takes minutes)..."
     )
-    path = export_tensorrt(
-        model,
-        out,
-        height=height,
-        width=width,
-        precision=precision or "fp16",
-        batch=batch,
-        device=device,
-    )
+    try:
+        path = export_tensorrt(
+            model,
+            out,
+            height=height,
+            width=width,
+            precision=precision or "fp16",
+            batch=batch,
+            device=device,
+        )
+    except KeyboardInterrupt:
+        raise CommandInterrupted(_export_interrupted(out)) from None
     say(f"Exported {model} to {path} (described in {sidecar_path(path)})")
+
+
+def _export_interrupted(out: Path) -> str:
+    # every file is written aside and renamed into place: none is half-written
+    return f"deepz export stopped by Ctrl-C: nothing was written to {out}."
 
 
 def bench(
@@ -122,9 +161,16 @@ def bench(
             "installed).",
         ),
     ] = None,
-    size: Annotated[int, typer.Option("--size", help="Frame size (px, square).")] = 256,
-    planes: Annotated[int, typer.Option("--planes", help="Planes per volume.")] = 21,
-    volumes: Annotated[int, typer.Option("--volumes", help="Volumes timed.")] = 20,
+    size: Annotated[
+        int,
+        typer.Option("--size", min=MIN_BENCH_SIZE, help="Frame size (px, square)."),
+    ] = 256,
+    planes: Annotated[
+        int, typer.Option("--planes", min=1, help="Planes per volume.")
+    ] = 21,
+    volumes: Annotated[
+        int, typer.Option("--volumes", min=1, help="Volumes timed.")
+    ] = 20,
     device: Annotated[
         str,
         typer.Option(
@@ -150,10 +196,16 @@ def bench(
         for b in ("torch", "onnxruntime")
         if b == "torch" or importlib.util.find_spec(b) is not None
     ]
-    results = bench_all(
-        model or bundled_model_names(), backends, size=size, planes=planes,
-        volumes=volumes, device=device, precision=precision,
-    )  # fmt: skip
+    try:
+        with out_of_memory_fails("bench a smaller --size or fewer --planes."):
+            results = bench_all(
+                model or bundled_model_names(), backends, size=size, planes=planes,
+                volumes=volumes, device=device, precision=precision,
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        raise CommandInterrupted(
+            "deepz bench stopped by Ctrl-C: no figures were printed."
+        ) from None
     if json_output:
         sys.stdout.write(json.dumps([r.to_dict() for r in results]) + "\n")
         return

@@ -11,7 +11,9 @@ pipeline without a window and prints the summary).
 from __future__ import annotations
 
 import json
+import math
 import sys
+import warnings
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -264,14 +266,38 @@ def refocus(
     ] = None,
     backend: BackendOption = "auto",
     device: DeviceOption = "cpu",
-    allow_model_mismatch: MismatchOption = False,
+    pixel_size_um: Annotated[
+        float | None,
+        typer.Option(
+            "--pixel-size-um",
+            help="Sample-plane pixel size of RAW's frames (µm), for a file that "
+            "does not record it (e.g. from a killed run) or records it wrongly.",
+            show_default=False,
+        ),
+    ] = None,
+    allow_model_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-model-mismatch",
+            help="Refocus even if the model was trained at another pixel size, NA "
+            "or wavelength than RAW's, or RAW's pixel size is unknown (otherwise an "
+            "error before any frame).",
+        ),
+    ] = False,
     overwrite: OverwriteOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Refocus every frame of a saved raw time-lapse into a volume file."""
     from deepz_live.live import refocus_file
 
-    with progress_bar("Refocusing") as report:
+    if pixel_size_um is not None and not (
+        math.isfinite(pixel_size_um) and pixel_size_um > 0
+    ):
+        raise LiveUsageError(
+            f"--pixel-size-um {pixel_size_um:g}: give the pixel size at the sample "
+            "in µm, a positive number (e.g. 0.325)."
+        )
+    with progress_bar("Refocusing") as report, _one_line_warnings():
         summary = refocus_file(
             model,
             raw,
@@ -280,6 +306,7 @@ def refocus(
             backend=backend,
             device=device,
             overwrite=overwrite,
+            pixel_size_um=pixel_size_um,
             allow_model_mismatch=allow_model_mismatch,
             progress=report,
         )
@@ -292,6 +319,26 @@ def refocus(
         f"{len(summary.planes_um)}-plane volumes: {summary.output} "
         f"({rate} volumes/s)."
     )
+
+
+@contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """deepz's own warnings about the data and the model as ``deepz: warning: ...``
+    lines on stderr; other warnings as before."""
+    from deepz_live.inference import ModelMismatchWarning, ModelQualityWarning
+
+    with warnings.catch_warnings():
+        previous = warnings.showwarning
+
+        def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, (ModelMismatchWarning, ModelQualityWarning)):
+                text = " ".join(str(message).split())
+                sys.stderr.write(f"deepz: warning: {text}\n")
+            else:
+                previous(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
 
 
 @contextmanager

@@ -1,18 +1,21 @@
 """The z-stacks given to ``deepz train`` and ``deepz evaluate``, read as both need them.
 
 `voxel_from_option` parses ``--voxel-um``; `read_stacks_given` reads the files (the
-noise-free twins a shell glob also picks up are left to their recorded stack);
+noise-free twins a shell glob also picks up are left to their recorded stack; a file
+given twice, or planes with no image in them, are refused before any work);
 `read_target_stacks` pairs them with a target channel of the same files for a
 cross-modality model, registered onto the input channel when asked.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
+import numpy as np
 import typer
 
-from deepz._cli_options import say
+from deepz._cli_options import CommandFailed, say
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,8 +34,10 @@ def voxel_from_option(text: str | None) -> tuple[float, float, float] | None:
             f"--voxel-um {text!r}: expected three numbers Z,Y,X in µm, "
             "e.g. 0.5,0.325,0.325"
         ) from None
-    if min(z, y, x) <= 0:
-        raise typer.BadParameter("--voxel-um values must be positive.")
+    if not all(math.isfinite(v) and v > 0 for v in (z, y, x)):
+        raise typer.BadParameter(
+            f"--voxel-um {text!r}: the three values must be positive numbers (µm)."
+        )
     return z, y, x
 
 
@@ -43,6 +48,15 @@ def read_stacks_given(
     from deepz_live.inference import read_stacks
 
     given = {p.expanduser().absolute() for p in paths}
+    seen: set[Path] = set()
+    for path in paths:
+        key = path.expanduser().resolve()
+        if key in seen:
+            raise typer.BadParameter(
+                f"{path} is given more than once; give each stack once (a stack "
+                "given twice could be trained on and held out for validation)."
+            )
+        seen.add(key)
     stacks: list[ZStack] = []
     for path in paths:
         name = path.name
@@ -53,7 +67,55 @@ def read_stacks_given(
                 # with their recorded stack (ZStack.clean), not as data of their own
                 continue
         stacks.extend(read_stacks(path, channel=channel, voxel_um=voxel))
+    for stack in stacks:
+        _check_has_images(stack)
     return stacks
+
+
+def _check_has_images(stack: ZStack) -> None:
+    """Refuse a stack with uniform planes (no light, a closed shutter): no image.
+
+    Or with pixels that are not numbers (NaN, infinite: a float TIFF from
+    processing), which no normalization or score survives.
+    """
+    planes = stack.data.reshape(stack.data.shape[0], -1)
+    finite = np.isfinite(planes).all(axis=1)
+    if not finite.all():
+        bad = [int(k) for k in (~finite).nonzero()[0]]
+        planes_text = (
+            f"plane {bad[0]} (from 0) holds"
+            if len(bad) == 1
+            else f"planes {', '.join(map(str, bad[:5]))}"
+            + (" ..." if len(bad) > 5 else "")
+            + " (from 0) hold"
+        )
+        raise CommandFailed(
+            f"{stack.source}: {planes_text} pixels that are not numbers (NaN or "
+            "infinite); replace them (e.g. in Fiji: Process > Math > Remove NaNs) "
+            "or leave the stack out."
+        )
+    low, high = planes.min(axis=1), planes.max(axis=1)
+    uniform = [int(k) for k in (low == high).nonzero()[0]]
+    if not uniform:
+        return
+    if len(uniform) == len(planes):
+        lowest, highest = float(low.min()), float(high.max())
+        what = (
+            f"every pixel of every plane is {lowest:g} counts"
+            if lowest == highest
+            else f"every plane is uniform (one value each, {lowest:g} to "
+            f"{highest:g} counts)"
+        )
+    elif len(uniform) == 1:
+        what = f"plane {uniform[0]} (from 0) is uniform: one value"
+    else:
+        shown = ", ".join(str(k) for k in uniform[:5])
+        more = f" and {len(uniform) - 5} more" if len(uniform) > 5 else ""
+        what = f"planes {shown}{more} (from 0) are uniform: one value each"
+    raise CommandFailed(
+        f"{stack.source}: {what}, so there is no image to learn from or score "
+        "against. Was the light off or the shutter closed? Record the stack again."
+    )
 
 
 def read_target_stacks(

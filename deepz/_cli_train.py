@@ -5,11 +5,15 @@ leave open (`training_defaults`: crop, refocusing range, validation split; each 
 is printed with its reason), trains with a progress bar, and ends with one honest
 paragraph on whether the saved model beats doing nothing (`_training_verdict`).
 Progress notes go to stderr.
+
+Everything that can be checked is checked before the (long) training: option values,
+the output (``OUT`` and its checkpoint ``OUT.ckpt`` are never replaced without
+``--overwrite``; ``--resume`` continues ``OUT.ckpt`` into ``OUT``), the stacks. Ctrl-C
+ends with exit code 130 and says which checkpoint is kept (`_interrupted_text`).
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,17 +22,30 @@ import typer
 
 from deepz._cli_options import (
     ChannelOption,
+    CommandFailed,
+    CommandInterrupted,
     DeviceOption,
     RegisterOption,
     StacksArgument,
     TargetChannelOption,
     VoxelOption,
+    check_choice,
+    check_output,
+    check_positive,
+    out_of_memory_fails,
     say,
 )
 from deepz._cli_stacks import read_stacks_given, read_target_stacks, voxel_from_option
 
 if TYPE_CHECKING:
-    from deepz_live.inference import EpochLog, SplitRegion, Trainer
+    from deepz_live.inference import EpochLog, SplitRegion, Trainer, ZStack
+
+#: numpy and torch take seeds of 32 bits (numpy: any size, torch: at most 64 bits)
+MAX_SEED = 2**32 - 1
+_SMALLER_TRAINING = (
+    "train with a smaller --batch-size, --crop or --base-width (or on another "
+    "--device)."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -41,12 +58,15 @@ def train(
     out: Annotated[
         Path, typer.Option("--out", help="Model file to write (*.safetensors).")
     ],
-    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 20,
+    epochs: Annotated[
+        int, typer.Option("--epochs", min=1, help="Training epochs.")
+    ] = 20,
     steps_per_epoch: Annotated[
-        int, typer.Option("--steps-per-epoch", help="Batches per epoch.")
+        int, typer.Option("--steps-per-epoch", min=1, help="Batches per epoch.")
     ] = 200,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Crop pairs per training step.")
+        int,
+        typer.Option("--batch-size", min=1, help="Crop pairs per training step."),
     ] = 8,
     crop: Annotated[
         int | None,
@@ -67,7 +87,7 @@ def train(
         ),
     ] = None,
     base_width: Annotated[
-        int, typer.Option("--base-width", help="U-Net channels at full size.")
+        int, typer.Option("--base-width", min=1, help="U-Net channels at full size.")
     ] = 16,
     architecture: Annotated[
         str,
@@ -157,12 +177,26 @@ def train(
         int,
         typer.Option(
             "--seed",
+            min=0,
+            max=MAX_SEED,
             help="Seed of the crops, the split and the initial weights (the same "
             "seed and data repeat a run on the same machine).",
         ),
     ] = 0,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from OUT.ckpt.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue from OUT.ckpt (the checkpoint written after each epoch) "
+            "and save the model to OUT, replacing it.",
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Start afresh even if OUT or OUT.ckpt exists (both are replaced).",
+        ),
     ] = False,
     channel: ChannelOption = None,
     target_channel: TargetChannelOption = None,
@@ -194,20 +228,57 @@ def train(
         Normalization,
         TrainConfig,
         Trainer,
+        pick_device,
         required_multiple,
+        resolve_model_path,
         save_model,
         training_defaults,
         with_overrides,
     )
 
-    if split_by not in (None, "stack", "region"):
-        raise typer.BadParameter("--split-by must be 'stack' or 'region'.")
-    if loss not in ("l1", "l2"):
-        raise typer.BadParameter("--loss must be 'l1' or 'l2'.")
-    if architecture not in ("unet", "stack"):
-        raise typer.BadParameter("--architecture must be 'unet' or 'stack'.")
+    # -- option values, output and devices: checked before anything is read
+    if split_by is not None:
+        check_choice(split_by, "--split-by", ("stack", "region"))
+    check_choice(loss, "--loss", ("l1", "l2"))
+    check_choice(architecture, "--architecture", ("unet", "stack"))
+    check_choice(weights, "--weights", ("float32", "float16"))
+    check_positive(dz_range_um, "--dz-range-um")
+    check_positive(lr, "--lr")
+    check_positive(stack_step_um, "--stack-step-um")
+    check_positive(camera_offset, "--camera-offset", zero=True)
     if gan is None:
         gan = architecture == "unet"
+    checkpoint = Path(str(out) + ".ckpt")
+    if resume and not checkpoint.is_file():
+        raise typer.BadParameter(
+            f"--resume: no checkpoint at {checkpoint} (it is written after each "
+            "epoch); leave --resume out to start a new run."
+        )
+    check_output(
+        out,
+        # --resume continues the run that wrote OUT: its model file is replaced
+        overwrite=overwrite or resume,
+        inputs=stacks,
+        example="model.safetensors",
+    )
+    if not resume and checkpoint.exists() and not overwrite:
+        raise CommandFailed(
+            f"{checkpoint} is the checkpoint of an earlier run into {out}: continue "
+            "it with --resume, or pass --overwrite to start afresh (replacing it)."
+        )
+    if checkpoint.is_dir():
+        raise CommandFailed(
+            f"{checkpoint} is a folder; the checkpoint is written there: move it "
+            "away or choose another --out."
+        )
+    pick_device(device)
+    if init is not None and not resume:
+        try:
+            resolve_model_path(init)
+        except InferenceError as exc:
+            raise typer.BadParameter(f"--init: {exc}") from None
+
+    # -- the data
     voxel = voxel_from_option(voxel_um)
     data = read_stacks_given(stacks, channel, voxel)
     targets = None
@@ -223,6 +294,8 @@ def train(
             "registered": register,
             "shifts": shifts,
         }
+    if camera_offset is not None:
+        _check_camera_offset(camera_offset, data)
     generator = GeneratorConfig(base_width=base_width)
     try:
         chosen = training_defaults(
@@ -238,8 +311,6 @@ def train(
         raise typer.BadParameter(str(exc)) from None
     for reason in chosen.reasons:
         say(f"chosen from the data: {reason}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise typer.BadParameter(f"--lr must be more than 0, got {lr}.")
     if architecture == "stack":
         try:
             generator = GeneratorConfig.stack(
@@ -267,7 +338,13 @@ def train(
     normalization = (
         None if camera_offset is None else Normalization(offset=camera_offset)
     )
-    trainer = Trainer(data, config, normalization=normalization, target_stacks=targets)
+    with out_of_memory_fails(_SMALLER_TRAINING):
+        try:
+            trainer = Trainer(
+                data, config, normalization=normalization, target_stacks=targets
+            )
+        except ValueError as exc:  # stacks that cannot train one model together
+            raise CommandFailed(str(exc).rstrip(".") + ".") from None
     if chosen.split_by == "region":
         # in the file's pixels (registration may have cut the field), so that
         # evaluation can score exactly those
@@ -277,18 +354,17 @@ def train(
                 + _band_text(region, origins[region.stack_index])
                 + f" of {data[region.stack_index].source}"
             )
-    checkpoint = Path(str(out) + ".ckpt")
     if init is not None and not resume:
         try:
             trainer.initialize_from(init)
         except InferenceError as exc:
             raise typer.BadParameter(f"--init: {exc}") from None
         extra["initialized_from"] = init
+    # the epoch whose checkpoint is on disk, for the message after a Ctrl-C
+    saved_epoch: int | None = None
     if resume:
-        if not checkpoint.exists():
-            raise typer.BadParameter(f"--resume: no checkpoint at {checkpoint}.")
         trainer.load_checkpoint(checkpoint)
-    out.parent.mkdir(parents=True, exist_ok=True)
+        saved_epoch = trainer.epoch
     if trainer.epoch >= epochs:
         say(
             f"The checkpoint is at epoch {trainer.epoch} (≥ --epochs {epochs}): "
@@ -299,51 +375,101 @@ def train(
             f"Training on {len(data)} stack(s), device {trainer.device}, "
             f"epochs {trainer.epoch + 1}..{epochs} × {steps_per_epoch} steps."
         )
+
+    # -- the work
     console = Console(stderr=True)
-    with Progress(
-        TextColumn("epoch {task.fields[epoch]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[losses]}"),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    ) as bar:
-        task = bar.add_task("train", total=steps_per_epoch, epoch=1, losses="")
+    try:
+        with (
+            out_of_memory_fails(_SMALLER_TRAINING),
+            Progress(
+                TextColumn("epoch {task.fields[epoch]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[losses]}"),
+                console=console,
+                transient=True,
+                disable=not console.is_terminal,
+            ) as bar,
+        ):
+            task = bar.add_task("train", total=steps_per_epoch, epoch=1, losses="")
 
-        def on_step(done: int, total: int, losses: dict[str, float]) -> None:
-            text = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
-            bar.update(task, completed=done, epoch=trainer.epoch + 1, losses=text)
+            def on_step(done: int, total: int, losses: dict[str, float]) -> None:
+                text = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
+                bar.update(task, completed=done, epoch=trainer.epoch + 1, losses=text)
 
-        def on_epoch(log: EpochLog) -> None:
-            gain = log.validation.get("mean_psnr_gain_db")
-            gain_text = "n/a" if gain is None else f"{gain:+.2f} dB"
-            clean = log.validation.get("mean_psnr_gain_clean_db_2_to_10um")
-            if clean is not None:
-                gain_text += f" (noise-free planes, 2-10 µm: {clean:+.2f} dB)"
-            axial = log.validation.get("axial_error_median_um")
-            axial_text = (
-                ""
-                if axial is None
-                else f", axial error median {axial:.2f} µm (in-focal-plane "
-                f"guess {log.validation.get('axial_baseline_median_um'):.2f})"
-            )
-            say(
-                f"epoch {log.epoch}: {config.pixel_loss.upper()} "
-                f"{log.loss_l1:.4f}, 1-SSIM {log.loss_ssim:.4f}, validation PSNR "
-                f"gain over identity {gain_text}{axial_text} "
-                f"({log.seconds:.0f} s)"
-            )
-            bar.reset(task)
+            def on_epoch(log: EpochLog) -> None:
+                nonlocal saved_epoch
+                saved_epoch = log.epoch  # called after the checkpoint is written
+                say(_epoch_text(log, config.pixel_loss))
+                bar.reset(task)
 
-        trainer.run(checkpoint=checkpoint, on_step=on_step, on_epoch=on_epoch)
-    best = trainer.use_best()
-    info = trainer.model_info(name or out.stem.split(".")[0], extra)
-    if weights not in ("float32", "float16"):
-        raise typer.BadParameter("--weights must be float32 or float16.")
-    save_model(out, trainer.generator, info, weights_dtype=weights)
+            trainer.run(checkpoint=checkpoint, on_step=on_step, on_epoch=on_epoch)
+        best = trainer.use_best()
+        info = trainer.model_info(name or out.stem.split(".")[0], extra)
+        save_model(out, trainer.generator, info, weights_dtype=weights)
+    except KeyboardInterrupt:
+        raise CommandInterrupted(
+            _interrupted_text(epochs, saved_epoch, checkpoint, out)
+        ) from None
     say(f"Saved model to {out}")
     say(_training_verdict(trainer, best))
+
+
+def _check_camera_offset(offset: float, stacks: list[ZStack]) -> None:
+    """Refuse a dark level that would leave no signal in a stack."""
+    for stack in stacks:
+        brightest = float(stack.data.max())
+        if offset >= brightest:
+            raise typer.BadParameter(
+                f"--camera-offset {offset:g} is at or above the brightest pixel of "
+                f"{stack.source} ({brightest:g} counts): no signal would be left. "
+                "Give the camera's dark level (what it reads with no light), or "
+                "leave it out."
+            )
+
+
+def _epoch_text(log: EpochLog, pixel_loss: str) -> str:
+    """The line printed after each epoch: losses and validation scores."""
+    gain = log.validation.get("mean_psnr_gain_db")
+    gain_text = "n/a" if gain is None else f"{gain:+.2f} dB"
+    clean = log.validation.get("mean_psnr_gain_clean_db_2_to_10um")
+    if clean is not None:
+        gain_text += f" (noise-free planes, 2-10 µm: {clean:+.2f} dB)"
+    axial = log.validation.get("axial_error_median_um")
+    axial_text = (
+        ""
+        if axial is None
+        else f", axial error median {axial:.2f} µm (in-focal-plane "
+        f"guess {log.validation.get('axial_baseline_median_um'):.2f})"
+    )
+    return (
+        f"epoch {log.epoch}: {pixel_loss.upper()} "
+        f"{log.loss_l1:.4f}, 1-SSIM {log.loss_ssim:.4f}, validation PSNR "
+        f"gain over identity {gain_text}{axial_text} "
+        f"({log.seconds:.0f} s)"
+    )
+
+
+def _interrupted_text(
+    epochs: int, saved_epoch: int | None, checkpoint: Path, out: Path
+) -> str:
+    """What a Ctrl-C during training kept, and how to go on."""
+    if saved_epoch is None:
+        earlier = (
+            f" ({checkpoint} is still the earlier run's checkpoint)"
+            if checkpoint.exists()
+            else ""
+        )
+        return (
+            "deepz train stopped by Ctrl-C before the first epoch finished: no "
+            f"checkpoint was saved{earlier} and nothing was written to {out}."
+        )
+    then = "save the model" if saved_epoch >= epochs else "continue"
+    return (
+        f"deepz train stopped by Ctrl-C: the checkpoint of epoch {saved_epoch} "
+        f"(of {epochs}) is {checkpoint}; run the same command with --resume to "
+        f"{then} from it (nothing was written to {out})."
+    )
 
 
 def _band_text(region: SplitRegion, origin: tuple[int, int]) -> str:

@@ -5,7 +5,7 @@ Qt, and torch is imported only when a network is built or run.
 """
 
 from ._apply import predict_normalized
-from ._bench import BenchResult, bench_all, bench_refocuser
+from ._bench import MIN_BENCH_SIZE, BenchResult, bench_all, bench_refocuser
 from ._defaults import TrainingDefaults, training_defaults
 from ._errors import (
     InferenceError,
@@ -14,7 +14,7 @@ from ._errors import (
     ModelQualityWarning,
     StackFormatError,
 )
-from ._evaluate import evaluate_stacks
+from ._evaluate import MIN_EVALUATION_WINDOW_PX, evaluate_stacks
 from ._evaluation_plot import plot_evaluation
 from ._evaluation_result import BinMetrics, EvaluationResult
 from ._export import export_onnx
@@ -47,13 +47,9 @@ from ._splits import SplitRegion
 from ._stacks import read_stacks
 from ._target_normalization import TargetNormalization
 from ._targets import target_for_dpm
-from ._tensorrt import (
-    TensorRTBuildError,
-    export_tensorrt,
-    import_tensorrt,
-    sidecar_path,
-    tensorrt_available,
-)
+from ._tensorrt_cache import sidecar_path
+from ._tensorrt_export import export_tensorrt
+from ._tensorrt_support import TensorRTBuildError, import_tensorrt, tensorrt_available
 from ._train import Trainer
 from ._train_config import EpochLog, TrainConfig, with_overrides
 from ._zstack import ZStack
@@ -61,6 +57,8 @@ from ._zstack import ZStack
 __all__ = [
     "DEFAULT_MODEL_NAME",
     "LIVE_MODEL_NAME",
+    "MIN_BENCH_SIZE",
+    "MIN_EVALUATION_WINDOW_PX",
     "BenchResult",
     "BinMetrics",
     "DiscriminatorConfig",

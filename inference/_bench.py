@@ -13,16 +13,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from deepz_live.inference._errors import InferenceError
+from deepz_live.inference._export import check_precision_name
+from deepz_live.inference._modelfile import read_model_info
 from deepz_live.inference._networks import (
     GeneratorConfig,
     estimate_gflops,
     required_multiple,
 )
-from deepz_live.inference._refocuser import Refocuser
+from deepz_live.inference._refocuser import BACKENDS, Refocuser
+from deepz_live.inference._runtime import pick_device
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
+
+
+#: The smallest frame (px, square) that is timed.
+MIN_BENCH_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -70,8 +78,10 @@ def bench_refocuser(
     progress: Callable[[int, int], None] | None = None,
 ) -> BenchResult:
     """Time ``volumes`` refocused volumes of ``planes`` planes at ``size``² pixels."""
-    if size < 8 or planes < 1 or volumes < 1:
-        raise ValueError("size ≥ 8, planes ≥ 1 and volumes ≥ 1 are required.")
+    if size < MIN_BENCH_SIZE or planes < 1 or volumes < 1:
+        raise ValueError(
+            f"size ≥ {MIN_BENCH_SIZE}, planes ≥ 1 and volumes ≥ 1 are required."
+        )
     refocuser = Refocuser(
         model, backend=backend, device=device, threads=threads,
         batch_size=planes, precision=precision,
@@ -125,7 +135,29 @@ def _device_name(device: Any) -> str:
 def bench_all(
     models: Sequence[str | Path], backends: Sequence[str], **kwargs: object
 ) -> list[BenchResult]:
-    """`bench_refocuser` for every model × backend."""
+    """`bench_refocuser` for every model × backend.
+
+    The models, backends, device and precision are checked before anything is
+    timed, so that a typo in the last of them does not end a long run.
+
+    Raises
+    ------
+    InferenceError
+        A model that cannot be found or read, an unknown backend, device or
+        precision.
+    """
+    for model in models:
+        read_model_info(model)  # found, readable, a deepz-live model
+    for backend in backends:
+        if backend != "auto" and backend not in BACKENDS:
+            raise InferenceError(
+                f"Backend {backend!r} is not available; choose one of "
+                f"{', '.join(BACKENDS)} (or 'auto')."
+            )
+    if "device" in kwargs:
+        pick_device(str(kwargs["device"]))
+    if "precision" in kwargs:
+        check_precision_name(str(kwargs["precision"]))
     return [
         bench_refocuser(m, backend=b, **kwargs)  # type: ignore[arg-type]
         for m in models

@@ -187,6 +187,7 @@ def training_defaults(
             f"Crop {crop} px is larger than the images ({short} px on their short "
             f"side); choose at most {max(multiple, fits)}."
         )
+    fraction_given = val_fraction is not None
     if val_fraction is None:
         val_fraction = DEFAULT_VAL_FRACTION
         if split_by == "region":
@@ -202,6 +203,18 @@ def training_defaults(
         )
     if split_by == "region":
         band = round(val_fraction * long)
+        if not fraction_given and crop > room:
+            raise InferenceError(
+                f"Crop {crop} px does not fit both sides of the validation split: "
+                f"the field's longer side ({long} px) is cut into a training and a "
+                "validation band, and each must hold a crop. "
+                + (
+                    f"Choose --crop {fits} or less, or use "
+                    if fits >= multiple
+                    else "Use "
+                )
+                + "--split-by stack with two or more stacks."
+            )
         if band < crop or long - band < crop:
             raise InferenceError(
                 f"With --val-fraction {val_fraction:g} the field ({long} px) splits "

@@ -35,13 +35,14 @@ from deepz_live.inference._depth import (
     peak_z,
     profiles,
 )
+from deepz_live.inference._errors import InferenceError
 from deepz_live.inference._evaluation_result import (
     AxialSection,
     BinMetrics,
     EvaluationResult,
     axial_summary,
 )
-from deepz_live.inference._metrics import nrmse, psnr, ssim
+from deepz_live.inference._metrics import gaussian_window_1d, nrmse, psnr, ssim
 from deepz_live.inference._targets import check_target_stacks
 
 if TYPE_CHECKING:
@@ -51,7 +52,16 @@ if TYPE_CHECKING:
     from deepz_live.inference._target_normalization import TargetNormalization
     from deepz_live.inference._zstack import ZStack
 
-__all__ = ["centre_crop_window", "choose_input_planes", "evaluate_stacks"]
+__all__ = [
+    "MIN_EVALUATION_WINDOW_PX",
+    "centre_crop_window",
+    "choose_input_planes",
+    "evaluate_stacks",
+]
+
+#: The smallest window (px, each side) that can be scored: the SSIM's Gaussian
+#: window at `ssim`'s default sigma (1.5 px: 11 px).
+MIN_EVALUATION_WINDOW_PX = int(gaussian_window_1d(1.5).size)
 
 
 def choose_input_planes(
@@ -148,8 +158,27 @@ def evaluate_stacks(
     ------
     ValueError
         Target stacks without a target normalization, or that do not match the
-        stacks one to one.
+        stacks one to one; fewer than one input per stack, a negative isolation.
+    InferenceError
+        A window to score (the crop, or the whole stack) smaller than
+        `MIN_EVALUATION_WINDOW_PX`: found before anything is predicted.
     """
+    if inputs_per_stack is not None and inputs_per_stack < 1:
+        raise ValueError(f"inputs_per_stack must be at least 1, got {inputs_per_stack}")
+    if not (np.isfinite(isolation_um) and isolation_um >= 0):
+        raise ValueError(f"isolation_um must be 0 or more, got {isolation_um}")
+    for stack in stacks:
+        rows, columns = stack.shape[1:]
+        if crop is not None:  # the size of `centre_crop_window`
+            rows, columns = min(crop, rows), min(crop, columns)
+        least = MIN_EVALUATION_WINDOW_PX
+        if min(rows, columns) < least:
+            raise InferenceError(
+                f"{stack.source}: the window to score is {rows}×{columns} px, smaller "
+                f"than the {least}×{least} px SSIM window; score a larger region (a "
+                f"crop of at least {least} px, or 0 for the whole frame; wider "
+                "--x-range/--y-range bands)."
+            )
     truth = list(stacks)
     brightness = ratios = [1.0] * len(truth)
     if target_stacks is not None:

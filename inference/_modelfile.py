@@ -474,7 +474,8 @@ def load_model(
     ------
     ModelFileError
         If the file is missing, unreadable, not a deepz-live model, of an
-        unsupported format version, or its weights do not fit its architecture.
+        unsupported format version, its weights do not fit its architecture, or a
+        weight is NaN or infinite.
     """
     from safetensors.torch import load_file
 
@@ -493,8 +494,56 @@ def load_model(
             f"{path}: the weights do not match the architecture recorded in the "
             f"file ({config}): " + "; ".join(problems)
         )
+    _check_finite(path, state)
     generator.load_state_dict(state, strict=True)
     return generator.to(device).eval(), info
+
+
+def _check_finite(path: Path, state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse weights that are NaN or infinite: every output would be NaN."""
+    import torch
+
+    bad = {
+        key: int(tensor.numel() - torch.isfinite(tensor).sum())
+        for key, tensor in state.items()
+        if tensor.is_floating_point()
+    }
+    bad = {key: count for key, count in bad.items() if count}
+    if bad:
+        listed = ", ".join(f"{key} ({count})" for key, count in list(bad.items())[:3])
+        more = f" and {len(bad) - 3} more tensors" if len(bad) > 3 else ""
+        raise ModelFileError(
+            f"{path}: {sum(bad.values())} weights are NaN or infinite (in "
+            f"{listed}{more}), so every refocused plane would be NaN. The file is "
+            "damaged or its training diverged: use another model file, or train "
+            "again (deepz train)."
+        )
+
+
+def check_finite_weights(name_or_path: str | os.PathLike[str]) -> None:
+    """Check that a model file's weights are all finite, without building a network.
+
+    :func:`load_model` checks this too; backends that never load the generator into
+    torch (ONNX Runtime, TensorRT) call this once instead.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A bundled model name or a model file (see :func:`resolve_model_path`).
+
+    Raises
+    ------
+    ModelFileError
+        The file is missing or unreadable, or a weight is NaN or infinite.
+    """
+    from safetensors.torch import load_file
+
+    path = resolve_model_path(name_or_path)
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as error:
+        raise ModelFileError(f"{path}: cannot read the weights: {error}") from error
+    _check_finite(path, state)
 
 
 def check_compatibility(

@@ -8,6 +8,20 @@ frame it sees (exposure, LED power and bleaching drop out) and its output can be
 put back into counts with the same scale: `Normalization.invert`. The runtime does
 exactly the same to each live frame, which is why the recipe lives in one small
 serializable object stored with the model.
+
+Frames are camera counts (ADU, offset included): the offset is stored in counts, so
+counts are the one unit in which a model knows where "no light" is. Integer frames
+are counts by construction. A float frame is taken as counts too, so that a float copy
+of camera data (averaged frames, another tool's float32 TIFF) refocuses exactly like
+the integers it came from; the per-frame scale makes any gain irrelevant, only the
+offset matters (and ``min_scale``, also in counts). A float frame that cannot be
+counts is refused, not guessed at (`Normalization.input_scale`): when its brightest
+pixels do not rise above the offset by ``min_scale`` (data scaled to 0..1: with a
+100-count offset nothing but negative values would remain, and with any offset the
+1-count floor would replace the frame's own scale), or, for a model with a positive
+offset, when more than 0.5 % of its pixels lie below half the offset
+(offset-subtracted data: real counts dip below the offset only by the read noise, a
+few counts).
 """
 
 from __future__ import annotations
@@ -87,6 +101,62 @@ class Normalization:
         # percentile(frame) - offset == percentile(frame - offset), without a copy
         high = float(np.percentile(values, self.percentile)) - self.offset
         return max(high, self.min_scale) if math.isfinite(high) else math.nan
+
+    def input_scale(self, frame: np.ndarray) -> float:
+        """Scale of a frame given to a model, after checking it is in camera counts.
+
+        Integer frames are counts: this is `scale_of`. A float frame is counts too
+        (see the module docstring) unless it cannot be: it is refused when its
+        ``percentile`` is less than ``offset + min_scale`` (no light above the
+        camera's dark level, e.g. data scaled to 0..1), or, when ``offset > 0``, when
+        its 0.5th percentile is below ``offset / 2`` (the offset was subtracted).
+
+        Parameters
+        ----------
+        frame : numpy.ndarray
+            A finite 2-D frame.
+
+        Returns
+        -------
+        float
+            ``scale_of(frame)``.
+
+        Raises
+        ------
+        ValueError
+            A float frame that is not in camera counts; the message says how to
+            convert it.
+        """
+        if not np.issubdtype(frame.dtype, np.floating):
+            return self.scale_of(frame)
+        values = np.asarray(frame, dtype=np.float32)
+        # the very expression of `scale_of`: float counts give the integers' scale
+        high = float(np.percentile(values, self.percentile))
+        offset = self.offset
+        problem = None
+        if high - offset < self.min_scale:
+            problem = (
+                f"its {self.percentile:g}th percentile ({high:.4g}) is less than "
+                f"{self.min_scale:g} count(s) above the camera offset the model "
+                f"subtracts first ({offset:g} counts)"
+            )
+        elif offset > 0:
+            low = float(np.percentile(values, _DARK_PERCENTILE))
+            if low < offset / 2:
+                problem = (
+                    f"{_DARK_PERCENTILE:g} % of its pixels lie below {low:.4g}, under "
+                    f"half the camera offset ({offset:g} counts), as if it had been "
+                    "subtracted"
+                )
+        if problem is None:
+            return max(high - offset, self.min_scale)
+        raise ValueError(
+            f"This float frame (values {float(values.min()):.4g} to "
+            f"{float(values.max()):.4g}) is not in camera counts: {problem}. Give "
+            "frames in camera counts with the offset included (the camera's "
+            "integers, or floats in the same units): undo any scaling (×65535 "
+            "undoes img_as_float of 16-bit data) and add back a subtracted offset."
+        )
 
     def apply(self, frame: ArrayLike, scale: float | None = None) -> np.ndarray:
         """Normalize a frame (or a target, with its input's scale).

@@ -10,8 +10,8 @@ plane count and reused.
 Backends: ``torch`` (CPU, or CUDA with ``device="cuda"``), ``onnxruntime`` (CPU;
 the model is exported to ONNX once and cached, see `inference._export.cached_onnx`)
 and ``tensorrt`` (NVIDIA GPUs; engines built per frame size and cached, see
-`inference._tensorrt`; written against TensorRT's documented API, not yet run on a
-GPU by this project).
+`inference._tensorrt_backend`; written against TensorRT's documented API, not yet
+run on a GPU by this project).
 ``backend="auto"`` picks ONNX Runtime on the CPU when it is installed (measured faster
 than torch there: 1.00 vs 0.73 volumes/s at 256² × 21 planes on this project's 2-core
 machine), else torch; on CUDA it picks TensorRT when ``tensorrt`` can be imported,
@@ -42,6 +42,7 @@ from deepz_live.inference._errors import InferenceError, ModelQualityWarning
 from deepz_live.inference._export import check_precision_name
 from deepz_live.inference._modelfile import (
     DEFAULT_MODEL_NAME,
+    check_finite_weights,
     load_model,
     read_model_info,
 )
@@ -62,7 +63,7 @@ def _auto_backend(device: Any) -> str:
     """On CUDA: TensorRT when importable, else torch. On the CPU: ONNX Runtime when
     installed, else torch."""
     if device.type == "cuda":
-        from deepz_live.inference._tensorrt import tensorrt_available
+        from deepz_live.inference._tensorrt_support import tensorrt_available
 
         return "tensorrt" if tensorrt_available() else "torch"
     import importlib.util
@@ -229,6 +230,15 @@ class _OnnxRuntimeBackend:
         return self.session.run(["y"], {"x": x})[0][0]
 
 
+def _as_float_array(values: Any, what: str, dtype: type) -> np.ndarray:
+    """``values`` as a float array, or an `InferenceError` naming ``what``."""
+    try:
+        return np.asarray(values, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        text = str(exc).rstrip(".")
+        raise InferenceError(f"{what} must hold numbers (µm): {text}.") from None
+
+
 class Refocuser:
     """A loaded Deep-Z model that refocuses single frames.
 
@@ -299,7 +309,7 @@ class Refocuser:
                 f"for {self.device}."
             )
         if backend == "tensorrt":
-            from deepz_live.inference._tensorrt import import_tensorrt
+            from deepz_live.inference._tensorrt_support import import_tensorrt
 
             import_tensorrt()  # a missing TensorRT is one clear message
             if self.device.type != "cuda":
@@ -330,6 +340,9 @@ class Refocuser:
                 "same-modality refocusing models only (use deepz evaluate for "
                 "cross-modality models)."
             )
+        if backend != "torch":
+            # torch's load_model checks the weights; the others never load them
+            check_finite_weights(model)
         self.precision = precision
         self.normalization = Normalization.from_dict(self.info.normalization)
         self.config = GeneratorConfig.from_dict(self.info.generator)
@@ -345,7 +358,7 @@ class Refocuser:
         self._backend: NetworkRunner
         self.backend = backend
         if backend == "tensorrt":
-            from deepz_live.inference._tensorrt import TensorRTBuildError
+            from deepz_live.inference._tensorrt_support import TensorRTBuildError
 
             if auto:
                 self._fallback_errors = (TensorRTBuildError,)
@@ -365,29 +378,53 @@ class Refocuser:
     def refocus(self, frame: ArrayLike, planes_um: Sequence[float]) -> np.ndarray:
         """Refocus one frame to flat planes ``planes_um`` (µm from the frame's focus).
 
+        Parameters
+        ----------
+        frame : array_like (Y, X)
+            Camera counts, offset included: integers, or floats in the same units
+            (see `Normalization.input_scale` for the float rule). Every pixel must
+            be finite.
+        planes_um : sequence of float
+            Finite distances within the model's range (`dz_range_um`).
+
         Returns
         -------
         ndarray (N, Y, X), float32, in the frame's intensity units.
+
+        Raises
+        ------
+        InferenceError
+            A frame that is not 2-D, not numeric, has NaN or infinite pixels or (a
+            float frame) is not in camera counts; planes that are empty, not finite
+            or outside the model's range; a model whose output is not finite.
         """
-        planes = np.atleast_1d(np.asarray(planes_um, dtype=np.float64))
+        planes = _as_float_array(planes_um, "planes_um", np.float64)
+        if planes.ndim == 0:
+            planes = planes[None]
         if planes.ndim != 1 or planes.size == 0:
             raise InferenceError(
                 "planes_um must be a non-empty list of distances (µm)."
             )
+        if not np.all(np.isfinite(planes)):
+            raise InferenceError(
+                f"planes_um must be finite distances (µm), got {planes.tolist()}."
+            )
         self._check_range(planes)
-        image = self._check_frame(frame)
+        image, scale = self._check_frame(frame)
         # one distance per plane: a stack model then picks planes, not pixels
-        return self._run(image, planes.astype(np.float32))
+        return self._run(image, scale, planes.astype(np.float32))
 
     def refocus_surface(self, frame: ArrayLike, dpm_um: ArrayLike) -> np.ndarray:
         """Refocus one frame onto a surface: ``dpm_um[y, x]`` µm at each pixel.
+
+        The frame is checked as in `refocus`.
 
         Returns
         -------
         ndarray (Y, X), float32, in the frame's intensity units.
         """
-        image = self._check_frame(frame)
-        dpm = np.asarray(dpm_um, dtype=np.float32)
+        image, scale = self._check_frame(frame)
+        dpm = _as_float_array(dpm_um, "The DPM", np.float32)
         if dpm.shape != image.shape:
             raise InferenceError(
                 f"The DPM has shape {dpm.shape} but the frame {image.shape}; give one "
@@ -396,7 +433,7 @@ class Refocuser:
         if not np.all(np.isfinite(dpm)):
             raise InferenceError("The DPM contains NaN or infinite values.")
         self._check_range(dpm)
-        return self._run(image, dpm[None])[0]
+        return self._run(image, scale, dpm[None])[0]
 
     def __repr__(self) -> str:
         return (
@@ -405,8 +442,13 @@ class Refocuser:
         )
 
     # -- internals -----------------------------------------------------------------
-    def _check_frame(self, frame: ArrayLike) -> np.ndarray:
-        image = np.asarray(frame)
+    def _check_frame(self, frame: ArrayLike) -> tuple[np.ndarray, float]:
+        """The frame as float32 and its normalization scale, or a clear error."""
+        try:
+            image = np.asarray(frame)
+        except (TypeError, ValueError) as exc:  # ragged nested lists, ...
+            text = str(exc).rstrip(".")
+            raise InferenceError(f"The frame is not an image array: {text}.") from None
         if image.ndim != 2:
             raise InferenceError(
                 f"Expected one 2-D frame (Y, X), got an array of shape {image.shape}."
@@ -423,7 +465,28 @@ class Refocuser:
             )
         if min(image.shape) < 2:
             raise InferenceError(f"Frame of shape {image.shape} is too small.")
-        return image.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):  # float64 beyond float32: inf, counted below
+            values = image.astype(np.float32, copy=False)
+        if not np.issubdtype(image.dtype, np.floating):
+            return values, self.normalization.scale_of(values)  # camera counts
+        finite = np.isfinite(values)
+        if not finite.all():
+            bad = values.size - int(np.count_nonzero(finite))
+            kind = (
+                "NaN, infinite or beyond float32"
+                if image.dtype.itemsize > 4
+                else "NaN or infinite"
+            )
+            raise InferenceError(
+                f"The frame has {bad} {kind} pixel(s) of {values.size}; one "
+                "would make the whole volume NaN. Replace them (e.g. "
+                "numpy.nan_to_num with the background level) or fix the "
+                "processing that made them."
+            )
+        try:
+            return values, self.normalization.input_scale(values)
+        except ValueError as exc:
+            raise InferenceError(str(exc)) from None
 
     def _check_range(self, dpm: np.ndarray) -> None:
         limit = self.dz_range_um * (1 + 1e-6)
@@ -442,7 +505,7 @@ class Refocuser:
             )
         if backend == "onnxruntime":
             return _OnnxRuntimeBackend(self._model, self._threads)
-        from deepz_live.inference._tensorrt import TensorRTBackend
+        from deepz_live.inference._tensorrt_backend import TensorRTBackend
 
         # engines are built (or loaded from the cache) per padded frame size
         return TensorRTBackend(
@@ -466,15 +529,29 @@ class Refocuser:
         self.backend = "torch"
         self.backend_fallback = reason
 
-    def _run(self, image: np.ndarray, dpm_um: np.ndarray) -> np.ndarray:
-        scale = self.normalization.scale_of(image)
+    def _run(self, image: np.ndarray, scale: float, dpm_um: np.ndarray) -> np.ndarray:
         normalized = self.normalization.apply(image, scale)
         try:
             out = self._apply(normalized, dpm_um)
         except self._fallback_errors as exc:  # engines are built on first use
             self._fall_back_to_torch(exc)
             out = self._apply(normalized, dpm_um)
-        return self.normalization.invert(out, scale)
+        volume = self.normalization.invert(out, scale)
+        # one cheap reduction per volume; a NaN or inf anywhere makes the sum
+        # non-finite (so can a float32 overflow: then the count below is 0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = volume.sum()
+        bad = 0
+        if not np.isfinite(total):
+            bad = volume.size - int(np.count_nonzero(np.isfinite(volume)))
+        if bad:
+            raise InferenceError(
+                f"Model {self.info.name!r} returned {bad} NaN or infinite value(s) "
+                f"(of {volume.size}) for a finite frame ({self.backend} backend, "
+                f"{self.precision}): its output cannot be trusted. With fp16/bf16 "
+                "try precision='fp32'; otherwise check the model with deepz evaluate."
+            )
+        return volume
 
     def _apply(self, normalized: np.ndarray, dpm_um: np.ndarray) -> np.ndarray:
         return apply_generator(

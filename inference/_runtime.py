@@ -31,22 +31,38 @@ __all__ = [
 def pick_device(name: str) -> Any:
     """The torch device for ``name`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"``).
 
-    ``"auto"`` is CUDA when available, else the CPU; a missing CUDA is a clear
-    `InferenceError`. A CUDA device always comes back with its index (``"cuda"`` is
-    the current device, ``cuda:0`` unless changed), so that work placed on it later,
-    from any thread, goes to the same GPU.
+    ``"auto"`` is CUDA when available, else the CPU; any other name, a missing CUDA
+    or a GPU index beyond the GPUs there are is a clear `InferenceError`. A CUDA
+    device always comes back with its index (``"cuda"`` is the current device,
+    ``cuda:0`` unless changed), so that work placed on it later, from any thread,
+    goes to the same GPU.
     """
     import torch
 
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    unknown = (
+        f"Unknown device {name!r}; use auto, cpu, cuda or cuda:N (N: the GPU's "
+        "index, from 0)."
+    )
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise InferenceError(unknown) from None
+    if device.type not in ("cpu", "cuda"):
+        raise InferenceError(unknown)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise InferenceError(
                 f"Device {name!r} was requested but this torch has no CUDA GPU "
                 f"(torch {torch.__version__}); use --device cpu or install a CUDA "
                 "build."
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise InferenceError(
+                f"Device {name!r} was requested, but the CUDA GPUs here are "
+                f"numbered 0 to {count - 1}; use --device cuda:{count - 1} or lower."
             )
         if device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())

@@ -1,21 +1,27 @@
 """What a TIFF file says about its geometry and optics: OME-XML and ImageJ metadata.
 
-Parsed here with ``xml.etree`` and ``json``, so this layer stays independent of
-``acquisition``: the pixel size, the z step or per-plane z positions, channel names,
-emission wavelengths, the objective's NA and the camera offset, each where the file
-records it (None where it does not). deepz-live's own OME-TIFFs (``deepz zstack``)
-also carry the exact per-frame JSON and the run metadata JSON as OME annotations;
-those win over the OME-XML's rounded values.
+Parsed here with ``xml.etree``: the pixel size, the z step or per-plane z positions,
+channel names, emission wavelengths, the objective's NA and the camera offset, each
+where the file records it (None where it does not). deepz-live's own OME-TIFFs
+(``deepz zstack``) also carry the exact per-frame JSON and the run metadata JSON as
+OME annotations, read through `deepz_live._metadata_format` (the file format, shared
+with ``acquisition`` without either layer importing the other); those win over the
+OME-XML's rounded values.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from deepz_live._metadata_format import (
+    FRAMES_JSON_NAMESPACE,
+    RUN_JSON_NAMESPACE,
+    annotated_list,
+    annotated_object,
+)
 from deepz_live.inference._errors import StackFormatError
 
 if TYPE_CHECKING:
@@ -24,11 +30,6 @@ if TYPE_CHECKING:
     import tifffile
 
 __all__ = ["FileMetadata", "imagej_metadata", "ome_metadata"]
-
-# The namespaces of deepz-live's OME annotations; the acquisition layer writes them
-# (the same strings there: the two layers never import each other).
-RUN_JSON_NAMESPACE = "deepz-live/run.json"
-FRAMES_JSON_NAMESPACE = "deepz-live/frames.json"
 
 # Length units seen in OME-XML and ImageJ descriptions -> µm per unit. ImageJ writes
 # µ as the literal escape "\u00B5" (its descriptions are ASCII).
@@ -152,19 +153,17 @@ def ome_metadata(ome_xml: str, path: Path) -> FileMetadata:
         key: [by_z[i] for i in sorted(by_z)] for key, by_z in positions.items()
     }
 
-    annotations = {
-        e.get("Namespace"): _annotation_value(e)
-        for e in root.iter()
-        if _local(e.tag) == "CommentAnnotation"
-    }
-    if RUN_JSON_NAMESPACE in annotations or FRAMES_JSON_NAMESPACE in annotations:
-        _apply_deepz_annotations(meta, annotations, path)
+    try:
+        run = annotated_object(ome_xml, RUN_JSON_NAMESPACE)
+        frames = annotated_list(ome_xml, FRAMES_JSON_NAMESPACE)
+    except ValueError as exc:
+        raise StackFormatError(
+            f"{path}: its deepz-live metadata is not the JSON deepz-live writes "
+            f"({exc})."
+        ) from exc
+    if run is not None or frames is not None:
+        _apply_deepz_metadata(meta, run or {}, frames or [])
     return meta
-
-
-def _annotation_value(element: ET.Element) -> str | None:
-    value = next(iter(_children(element, "Value")), None)
-    return None if value is None else value.text
 
 
 def _ome_lens_na(root: ET.Element, image: ET.Element | None) -> float | None:
@@ -184,18 +183,11 @@ def _ome_lens_na(root: ET.Element, image: ET.Element | None) -> float | None:
     return None
 
 
-def _apply_deepz_annotations(
-    meta: FileMetadata, annotations: dict[str | None, str | None], path: Path
+def _apply_deepz_metadata(
+    meta: FileMetadata, run: dict[str, Any], frames: list[dict[str, Any]]
 ) -> None:
     """Overlay the exact JSON that deepz-live stores next to its OME-XML."""
-    try:
-        run = json.loads(annotations.get(RUN_JSON_NAMESPACE) or "{}")
-        frames = json.loads(annotations.get(FRAMES_JSON_NAMESPACE) or "[]")
-    except json.JSONDecodeError as exc:
-        raise StackFormatError(
-            f"{path}: the deepz-live run metadata is not valid JSON ({exc})."
-        ) from exc
-    devices = run.get("devices") if isinstance(run, dict) else None
+    devices = run.get("devices")
     devices = devices if isinstance(devices, dict) else {}
     optics = devices.get("Optics") or {}
     camera = devices.get(run.get("camera") or "Camera") or devices.get("Camera") or {}
@@ -208,8 +200,8 @@ def _apply_deepz_annotations(
         meta.wavelength_um = [wavelength_nm / 1000.0]
     if offset is not None:
         meta.camera_offset = [offset]
-    if isinstance(frames, list) and frames:
-        z = [_float(f.get("z_um")) if isinstance(f, dict) else None for f in frames]
+    if frames:
+        z = [_float(f.get("z_um")) for f in frames]
         if all(v is not None for v in z):
             # deepz-live writes one frame per plane, in acquisition order
             meta.plane_z_um = {(0, 0): [float(v) for v in z if v is not None]}

@@ -14,7 +14,7 @@ tolerance of "one microscope".
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -185,7 +185,13 @@ def check_same_pixel_size(stacks: Sequence[ZStack]) -> None:
     for stack in stacks[1:]:
         if not np.allclose(stack.pixel_um, reference, rtol=_PIXEL_TOLERANCE):
             raise ValueError(
-                f"{stack.source} has {stack.pixel_um} µm pixels but "
-                f"{stacks[0].source} has {tuple(reference.tolist())}: a Deep-Z model "
+                f"{stack.source} has {_pixel_text(stack.pixel_um)} pixels but "
+                f"{stacks[0].source} has {_pixel_text(reference)}: a Deep-Z model "
                 "serves one pixel size; resample the stacks or train separate models"
             )
+
+
+def _pixel_text(pixel_um: Any) -> str:
+    """``0.325 × 0.325 µm`` (y × x), without float noise."""
+    y, x = (float(v) for v in pixel_um)
+    return f"{y:.4g} × {x:.4g} µm"

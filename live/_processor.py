@@ -60,6 +60,11 @@ class RefocuserProcessor:
     warm_up : bool
         Refocus one blank frame in `setup`, so that the first real frame does not pay
         for first-call allocations (the latency figures then mean something).
+    require_pixel_size : bool
+        Treat an unknown pixel size (None) as a mismatch: refused unless
+        ``allow_mismatch``, else recorded. `live.refocus_file` sets it (a saved file
+        that does not record its pixel size cannot be checked); live sessions leave
+        it off (a microscope without a pixel-size calibration is not checked).
     **refocuser_options
         Passed on to `inference.Refocuser` (e.g. ``batch_size``, ``precision``).
 
@@ -81,6 +86,7 @@ class RefocuserProcessor:
         threads: int | None = None,
         allow_mismatch: bool = False,
         warm_up: bool = True,
+        require_pixel_size: bool = False,
         **refocuser_options: Any,
     ) -> None:
         from deepz_live.inference import (
@@ -107,6 +113,7 @@ class RefocuserProcessor:
         self.threads = threads
         self.allow_mismatch = allow_mismatch
         self.warm_up = warm_up
+        self.require_pixel_size = require_pixel_size
         self.refocuser_options = refocuser_options
         self.sha256 = _sha256(self.model_path)
         self.mismatches: list[str] = []
@@ -123,15 +130,20 @@ class RefocuserProcessor:
         *,
         na: float | None = None,
         emission_wavelength_um: float | None = None,
+        require_pixel_size: bool | None = None,
     ) -> list[str]:
         """Compare the microscope with the model; raise on a mismatch unless allowed.
 
         Parameters
         ----------
         pixel_size_um : float or None
-            Sample-plane pixel size of the frames (None: not calibrated, not checked).
+            Sample-plane pixel size of the frames (None: not calibrated, not checked
+            unless ``require_pixel_size``).
         na, emission_wavelength_um : float, optional
             The objective's NA and the emission wavelength, when known.
+        require_pixel_size : bool, optional
+            An unknown pixel size is a mismatch (default: the constructor's
+            ``require_pixel_size``).
 
         Returns
         -------
@@ -158,6 +170,27 @@ class RefocuserProcessor:
                 pixel_size_um=pixel_size_um,
                 wavelength_um=emission_wavelength_um,
                 na=na,
+            )
+        if require_pixel_size is None:
+            require_pixel_size = self.require_pixel_size
+        if pixel_size_um is None and require_pixel_size:
+            unknown = (
+                "the frames' sample-plane pixel size is unknown, so they cannot be "
+                f"checked against model {self.info.name!r} (trained at "
+                f"{self.info.pixel_size_um:g} µm/pixel)"
+            )
+            if not self.allow_mismatch:
+                raise ModelFileError(
+                    unknown[0].upper()
+                    + unknown[1:]
+                    + ": state the pixel size (--pixel-size-um, pixel_size_um=), or "
+                    f"pass --allow-model-mismatch (allow_model_mismatch=True) to "
+                    f"refocus as if it were {self.info.pixel_size_um:g} µm."
+                )
+            messages.insert(
+                0,
+                f"{unknown}; refocused as if it were {self.info.pixel_size_um:g} µm "
+                "(allow_model_mismatch)",
             )
         self.mismatches = messages
         if messages and not self.allow_mismatch:
@@ -190,7 +223,9 @@ class RefocuserProcessor:
             **self.refocuser_options,
         )
         if self.warm_up:
-            self.refocuser.refocus(np.zeros(frame_shape, dtype), self._planes)
+            # integers: a blank float frame would be refused as "not camera counts";
+            # only the shape matters for what the warm-up allocates
+            self.refocuser.refocus(np.zeros(frame_shape, np.uint16), self._planes)
 
     def process(self, frame: np.ndarray) -> np.ndarray:
         """Refocus one frame to ``planes_um``: ``(planes, Y, X)`` float32."""

@@ -155,3 +155,39 @@ def simulator():
         scope.core.setProperty("Camera", "Clock", "simulated")
         scope.core.setProperty("Camera", "Binning", "4")
         yield scope
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random width-4 U-Net model file for the binned simulator (1.3 µm pixels,
+    NA 0.75, 525 nm), ±10 µm: fast to load and run, not a trained model."""
+    import torch
+
+    from deepz_live.inference import (
+        GeneratorConfig,
+        ModelInfo,
+        build_generator,
+        save_model,
+    )
+
+    config = GeneratorConfig(base_width=4, depth=2, residual=False)
+    torch.manual_seed(0)
+    generator = build_generator(config)
+    info = ModelInfo(
+        format_version=1,
+        name="tiny",
+        generator=config.to_dict(),
+        normalization={"offset": 100.0, "percentile": 99.5, "min_scale": 1.0},
+        pixel_size_um=1.3,
+        wavelength_um=0.525,
+        na=0.75,
+        dz_range_um=10.0,
+        dpm_scale_um=10.0,
+        training={},
+        validation={},
+        created="2026-11-21T00:00:00+00:00",
+        software={},
+    )
+    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
+    save_model(path, generator, info)
+    return path

@@ -41,39 +41,6 @@ def _run(argv: list[str]) -> int:
     return 0
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random width-4 U-Net for the binned simulator (1.3 µm pixels), ±10 µm."""
-    from deepz_live.inference import (
-        GeneratorConfig,
-        ModelInfo,
-        build_generator,
-        save_model,
-    )
-
-    config = GeneratorConfig(base_width=4, depth=2, residual=False)
-    torch.manual_seed(0)
-    generator = build_generator(config)
-    info = ModelInfo(
-        format_version=1,
-        name="tiny",
-        generator=config.to_dict(),
-        normalization={"offset": 100.0, "percentile": 99.5, "min_scale": 1.0},
-        pixel_size_um=1.3,
-        wavelength_um=0.525,
-        na=0.75,
-        dz_range_um=10.0,
-        dpm_scale_um=10.0,
-        training={},
-        validation={},
-        created="2026-11-21T00:00:00+00:00",
-        software={},
-    )
-    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
-    save_model(path, generator, info)
-    return path
-
-
 @pytest.fixture
 def binned_simulator():
     """The simulator at 4×4 binning (128², 1.3 µm pixels), simulated clock, focused."""
@@ -183,6 +150,16 @@ def test_pipeline_volumes_equal_the_refocuser_alone(
         read_run_metadata(out)["processor"]["model_sha256"]
         == (processor["model_sha256"])
     )
+    # live and offline volume files name the microscope in standard OME
+    import ome_types
+
+    offline = deepz.refocus_file(
+        tiny_model, out, planes_um=[-4, 0, 4], out=tmp_path / "o.ome.tif"
+    )
+    for path in (summary.volume_output, offline.output):
+        ome = ome_types.from_tiff(path)
+        assert ome.instruments[0].objectives[0].lens_na == pytest.approx(0.75)
+        assert ome.images[0].pixels.channels[0].emission_wavelength == 525
 
 
 def test_model_for_another_pixel_size_is_refused_before_any_frame(
@@ -191,9 +168,8 @@ def test_model_for_another_pixel_size_is_refused_before_any_frame(
     from deepz_live.inference import ModelFileError
 
     with deepz.open_microscope() as scope:
-        scope.core.setProperty(
-            "Camera", "Binning", "2"
-        )  # 0.65 µm: the live model is 0.325
+        binning = 2  # 0.65 µm: the live model is at 0.325 µm
+        scope.core.setProperty("Camera", "Binning", str(binning))
         with pytest.raises(
             ModelFileError, match=r"0\.65 µm but model 'default-fast' .* 0\.325 µm"
         ):

@@ -42,6 +42,8 @@ def test_the_wheel_installs_only_owned_top_level_names(wheel: Path) -> None:
     assert top == OWNED
     layers = {n.split("/")[1] for n in names if n.startswith("deepz_live/")}
     assert {"acquisition", "inference", "live", "gui", "hardware_configs"} <= layers
+    # the file format both acquisition and inference read
+    assert "deepz_live/_metadata_format.py" in names
     # the .cfg files are data, not a package
     assert "deepz_live/hardware_configs/simulator.cfg" in names
     assert "deepz_live/hardware_configs/__init__.py" not in names

@@ -6,19 +6,14 @@ pupil-function PSF with refractive-index mismatch, an EMVA 1288 camera, specimen
 GCaMP-like activity and bleaching, and noise-free ground truth via `bench_for`.
 """
 
+from ._bench import Bench, bench_for
+from ._camera_device import Camera
 from ._camera_model import CameraNoiseModel
-from ._devices import (
-    LED,
-    Bench,
-    Camera,
-    FocusStage,
-    OpticsDevice,
-    SpecimenDevice,
-    bench_for,
-)
 from ._optics import HankelImaging, Optics, VectorialPSF, pixelate_profile
+from ._optics_devices import OpticsDevice, SpecimenDevice
 from ._render import Renderer, photon_scale
 from ._specimens import KINDS, CalciumActivity, Specimen, make_specimen
+from ._stage_led_devices import LED, FocusStage
 
 __all__ = [
     "KINDS",

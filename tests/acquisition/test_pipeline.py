@@ -634,6 +634,8 @@ def test_processor_error_stops_the_run(
     saved = info.value.summary.frames
     assert 1 <= saved < 500
     assert tifffile.imread(tmp_path / "r.ome.tif").shape[0] == saved
+    # the raw file records a result only for runs that did not fail
+    assert "result" not in read_run_metadata(tmp_path / "r.ome.tif")
     assert not simulator.core.mda.is_running()
 
 

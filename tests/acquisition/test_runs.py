@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
+import sys
 from collections import namedtuple
 from typing import TYPE_CHECKING
 
@@ -14,6 +16,7 @@ from deepz_live.acquisition import (
     AcquisitionError,
     AcquisitionInterrupted,
     Microscope,
+    OmeTiffWriter,
     OutputLocationError,
     acquire_timelapse,
     acquire_zstack,
@@ -284,6 +287,7 @@ def test_ctrl_c_keeps_the_frames_so_far(simulator: Microscope, tmp_path: Path) -
     assert tifffile.imread(out).shape == (saved, 128, 128)
     assert len(read_frame_metadata(out)) == saved
     assert read_run_metadata(out)["kind"] == "timelapse"
+    assert "result" not in read_run_metadata(out)  # only runs that ended normally
     # the runner finished properly: the scope takes the next run
     assert not simulator.core.isSequenceRunning()
     assert not simulator.core.mda.is_running()
@@ -341,3 +345,52 @@ def test_camera_failure_mid_stream_is_an_error(
         with pytest.raises(AcquisitionError, match="only 4 of 10 frames"):
             acquire_timelapse(scope, frames=10, interval_ms=0, exposure_ms=1, out=out)
     assert tifffile.imread(out).shape == (4, 48, 64)
+
+
+class ShrinkingCamera(sys.modules["deepz_test_fakes"].FakeCamera):
+    """Frames change size after 3 (as if the ROI or binning changed mid-run)."""
+
+    def sensor_shape(self) -> tuple[int, int]:
+        return (48, 64) if self.frames_taken < 3 else (24, 32)
+
+
+def test_frame_of_another_size_stops_a_zstack(
+    fake_scope_cfg: Path, tmp_path: Path, hold_camera
+) -> None:
+    """The live session's frame check: time-lapses and z-stacks share its loop."""
+    out = tmp_path / "stack.ome.tif"
+    with open_microscope(fake_scope_cfg) as scope:
+        hold_camera(scope, ShrinkingCamera())
+        with pytest.raises(AcquisitionError) as info:
+            acquire_zstack(scope, range_um=4, step_um=1, exposure_ms=1, out=out)
+    assert str(info.value) == (
+        "Acquisition stopped: frame 3 is 24×32 uint16, but this run records 48×64 "
+        "uint16 frames: the camera's ROI or binning changed during the run, or the "
+        f"camera delivered a corrupt frame; the 3 frames acquired are saved in {out}."
+    )
+    assert list(tifffile.imread(out)[:, 0, 0]) == [0, 1, 2]
+    assert "result" not in read_run_metadata(out)
+
+
+def test_full_disk_mid_timelapse_names_the_cause(
+    fake_scope_cfg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = OmeTiffWriter._write
+
+    def full_after_three(self, frame, meta):
+        if self.frames_written >= 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, frame, meta)
+
+    monkeypatch.setattr(OmeTiffWriter, "_write", full_after_three)
+    out = tmp_path / "full.ome.tif"
+    with open_microscope(fake_scope_cfg) as scope:
+        with pytest.raises(AcquisitionError) as info:
+            acquire_timelapse(scope, frames=10, interval_ms=0, exposure_ms=1, out=out)
+        assert not scope.core.mda.is_running()
+    assert str(info.value) == (
+        f"Writing raw frame 3 to {out} failed (the disk is full); acquisition was "
+        "stopped. Free some space or write elsewhere; the 3 frames acquired are "
+        f"saved in {out}."
+    )
+    assert list(tifffile.imread(out)[:, 0, 0]) == [0, 1, 2]

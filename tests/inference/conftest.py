@@ -389,10 +389,10 @@ def make_fake_tensorrt(version: str = "10.13.0.35") -> types.ModuleType:
 @pytest.fixture
 def fake_tensorrt(monkeypatch) -> types.ModuleType:
     """A fake ``tensorrt`` in ``sys.modules`` (TensorRT's logger cache reset)."""
-    from deepz_live.inference import _tensorrt
+    from deepz_live.inference._tensorrt_support import tensorrt_logger
 
     trt = make_fake_tensorrt()
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    _tensorrt._logger.cache_clear()  # the process-wide logger derives from trt
+    tensorrt_logger.cache_clear()  # the process-wide logger derives from trt
     yield trt
-    _tensorrt._logger.cache_clear()
+    tensorrt_logger.cache_clear()

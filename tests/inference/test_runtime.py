@@ -138,7 +138,7 @@ def test_user_cache_dir_ignores_an_empty_or_relative_xdg_cache_home(
 
 
 def test_tensorrt_cache_dir_follows_the_same_rule(tmp_path, monkeypatch) -> None:
-    from deepz_live.inference._tensorrt import tensorrt_cache_dir
+    from deepz_live.inference._tensorrt_cache import tensorrt_cache_dir
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_CACHE_HOME", "")

@@ -23,13 +23,10 @@ from deepz_live.inference import (
     sidecar_path,
     tensorrt_available,
 )
-from deepz_live.inference._tensorrt import (
-    check_precision,
-    engine_cache_key,
-    engine_input_shape,
-    engine_key_parts,
-    profile_shapes,
-)
+from deepz_live.inference._tensorrt_build import profile_shapes
+from deepz_live.inference._tensorrt_cache import engine_cache_key, engine_key_parts
+from deepz_live.inference._tensorrt_export import engine_input_shape
+from deepz_live.inference._tensorrt_support import check_precision
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -156,7 +153,7 @@ def test_bf16_is_refused_before_ampere() -> None:
 def test_missing_tensorrt_says_how_to_install_it_and_what_else_to_use(
     no_tensorrt,
 ) -> None:
-    from deepz_live.inference._tensorrt import TensorRTBackend
+    from deepz_live.inference._tensorrt_backend import TensorRTBackend
 
     assert not tensorrt_available()
     with pytest.raises(InferenceError) as info:
@@ -285,7 +282,7 @@ def engine_cache(tmp_path, monkeypatch) -> Path:
 
 @pytest.mark.gpu
 def test_tensorrt_engines_match_torch_and_are_cached(tiny_model, engine_cache) -> None:
-    from deepz_live.inference._tensorrt import TensorRTBackend
+    from deepz_live.inference._tensorrt_backend import TensorRTBackend
 
     generator, _ = load_model(tiny_model)
     rng = np.random.default_rng(2)
@@ -334,7 +331,8 @@ def test_tensorrt_engines_match_torch_and_are_cached(tiny_model, engine_cache) -
 
 @pytest.mark.gpu
 def test_tensorrt_stack_model_and_bf16(tmp_path, engine_cache) -> None:
-    from deepz_live.inference._tensorrt import GpuIdentity, TensorRTBackend
+    from deepz_live.inference._tensorrt_backend import TensorRTBackend
+    from deepz_live.inference._tensorrt_support import GpuIdentity
 
     config = GeneratorConfig.stack(6.0, 2.0, base_width=4, depth=2, residual=False)
     model = _save(tmp_path / "stack.safetensors", config)

@@ -29,7 +29,8 @@ from deepz_live.inference import (
     save_model,
     sidecar_path,
 )
-from deepz_live.inference._tensorrt import TensorRTBackend, check_tensorrt_version
+from deepz_live.inference._tensorrt_backend import TensorRTBackend
+from deepz_live.inference._tensorrt_support import check_tensorrt_version
 
 if TYPE_CHECKING:
     from pathlib import Path

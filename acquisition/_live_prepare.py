@@ -1,9 +1,9 @@
-"""Everything a live session checks and sets before its first frame: `LivePlan`.
+"""Everything a live session checks and sets before its first frame: `PreparedRun`.
 
 `prepare_live_run` checks the settings, the processor's planes, the microscope (idle,
 monochrome camera) and both outputs (folders created, nothing overwritten unless
 asked, enough free disk for ``policy="all"`` volumes), sets the LED and the exposure,
-and returns the `LivePlan`: the files, the frames' layout, the MDA sequence and the
+and returns the `PreparedRun`: the files, the frames' layout, the MDA sequence and the
 metadata for the raw file and for `FrameProcessor.setup`. Whatever fails here fails
 before any light reaches the sample and before any file is written.
 """
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from deepz_live.acquisition._live_policy import Policy
     from deepz_live.acquisition._scope import Microscope
 
-__all__ = ["LivePlan", "default_volume_path", "prepare_live_run"]
+__all__ = ["PreparedRun", "default_volume_path", "prepare_live_run"]
 
 
 def default_volume_path(raw_output: str | Path) -> Path:
@@ -60,7 +60,7 @@ def default_volume_path(raw_output: str | Path) -> Path:
 
 
 @dataclass(frozen=True)
-class LivePlan:
+class PreparedRun:
     """A checked live run, ready to open its raw file and start.
 
     Attributes
@@ -110,7 +110,7 @@ def prepare_live_run(
     zstack_range_um: float | None,
     zstack_step_um: float | None,
     plan: dict[str, Any] | None = None,
-) -> LivePlan:
+) -> PreparedRun:
     """Check a live run and set the microscope up for it (see the module docstring).
 
     Raises
@@ -158,7 +158,7 @@ def prepare_live_run(
         "planes_um": list(planes),
         "volume_output": None if volume_path is None else str(volume_path),
     }
-    return LivePlan(
+    return PreparedRun(
         raw_path=raw,
         volume_path=volume_path,
         frames=frames,
