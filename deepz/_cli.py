@@ -84,8 +84,15 @@ ZOption = Annotated[
     ),
 ]
 ExposureOption = Annotated[
-    float, typer.Option("--exposure-ms", help="Camera exposure (ms).")
+    float | None,
+    typer.Option(
+        "--exposure-ms",
+        help="Camera exposure (ms). Default: a --set CAMERA,Exposure,MS value, "
+        "else 10.",
+        show_default=False,
+    ),
 ]
+DEFAULT_EXPOSURE_MS = 10.0
 LedOption = Annotated[
     float | None,
     typer.Option("--led-intensity", help="LED intensity (% of maximum)."),
@@ -102,7 +109,7 @@ def acquire(
         float,
         typer.Option("--interval-ms", help="Time between frames (ms); 0 = stream."),
     ] = 0.0,
-    exposure_ms: ExposureOption = 10.0,
+    exposure_ms: ExposureOption = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -137,6 +144,7 @@ def acquire(
 ) -> None:
     """Record a single-plane time-lapse to an OME-TIFF (--model: refocused live)."""
     out_path = out or _default_output("timelapse")
+    exposure = _exposure(exposure_ms, set_properties)
     if model is not None:
         plan = _cli_live.run_plan(
             config=config,
@@ -146,7 +154,7 @@ def acquire(
             save_volumes=save_volumes,
             frames=frames,
             interval_ms=interval_ms,
-            exposure_ms=exposure_ms,
+            exposure_ms=exposure,
             out=out_path,
             led_intensity=led_intensity,
             overwrite=overwrite,
@@ -171,7 +179,7 @@ def acquire(
             scope,
             frames=frames,
             interval_ms=interval_ms,
-            exposure_ms=exposure_ms,
+            exposure_ms=exposure,
             out=out_path,
             led_intensity=led_intensity,
             overwrite=overwrite,
@@ -205,7 +213,7 @@ def zstack(
     step_um: Annotated[
         float, typer.Option("--step-um", help="Plane spacing (µm).")
     ] = 1.0,
-    exposure_ms: ExposureOption = 10.0,
+    exposure_ms: ExposureOption = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -237,12 +245,13 @@ def zstack(
 ) -> None:
     """Record a z-stack centred on the focus to an OME-TIFF."""
     out_path = out or _default_output("zstack")
+    exposure = _exposure(exposure_ms, set_properties)
     with _scope(config, set_properties, z) as scope, _progress(json_output) as report:
         summary = acquire_zstack(
             scope,
             range_um=range_um,
             step_um=step_um,
-            exposure_ms=exposure_ms,
+            exposure_ms=exposure,
             out=out_path,
             led_intensity=led_intensity,
             overwrite=overwrite,
@@ -300,6 +309,34 @@ def _apply_settings(scope: Microscope, settings: list[tuple[str, str, str]]) -> 
             scope.set_property(device, prop, value)
     except ConfigError as exc:
         raise _UsageError(f"--set {device},{prop},{value}: {exc}") from exc
+
+
+def _exposure(exposure_ms: float | None, set_properties: list[str] | None) -> float:
+    """The run's exposure: --exposure-ms, or a --set ...,Exposure,MS, never both.
+
+    The run sets the camera's exposure itself, so an exposure given through --set
+    alone would be replaced silently by the default.
+    """
+    from_set = [
+        (device, value)
+        for device, prop, value in map(_parse_set, set_properties or ())
+        if prop == "Exposure"
+    ]
+    if not from_set:
+        return DEFAULT_EXPOSURE_MS if exposure_ms is None else exposure_ms
+    device, text = from_set[-1]
+    try:
+        value = float(text)
+    except ValueError:
+        raise _UsageError(
+            f"--set {device},Exposure,{text}: the exposure must be a number of ms."
+        ) from None
+    if exposure_ms is not None and exposure_ms != value:
+        raise _UsageError(
+            f"--exposure-ms {exposure_ms:g} and --set {device},Exposure,{text} ask "
+            "for two exposures: give one of them."
+        )
+    return value
 
 
 def _parse_set(text: str) -> tuple[str, str, str]:

@@ -62,9 +62,9 @@ class RefocuserProcessor:
         for first-call allocations (the latency figures then mean something).
     require_pixel_size : bool
         Treat an unknown pixel size (None) as a mismatch: refused unless
-        ``allow_mismatch``, else recorded. `live.refocus_file` sets it (a saved file
-        that does not record its pixel size cannot be checked); live sessions leave
-        it off (a microscope without a pixel-size calibration is not checked).
+        ``allow_mismatch``, else recorded. `live_refocus` and `refocus_file` set it:
+        a microscope without a pixel-size calibration, or a saved file that does not
+        record its pixel size, cannot be checked.
     **refocuser_options
         Passed on to `inference.Refocuser` (e.g. ``batch_size``, ``precision``).
 

@@ -113,6 +113,9 @@ def live_refocus(
             backend=plan.backend,
             device=plan.device,
             allow_mismatch=plan.allow_model_mismatch,
+            # a microscope without a pixel-size calibration cannot be checked:
+            # refused unless the mismatch is allowed (then recorded)
+            require_pixel_size=True,
         )
         # fail fast (before files or threads): the same check runs again in setup
         optics = microscope_optics(scope)

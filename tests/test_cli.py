@@ -238,3 +238,19 @@ def test_demo_takes_the_acquire_options() -> None:
     assert {"--model", "--config", "--overwrite"} <= options["demo"] & options[
         "acquire"
     ]
+
+
+def test_an_exposure_set_with_set_is_the_one_used(tmp_path: Path, capsys) -> None:
+    from deepz_live.acquisition import read_frame_metadata
+
+    # --set Camera,Exposure,... alone: the run takes (and records) that exposure
+    out = tmp_path / "set.ome.tif"
+    args = ["acquire", "--frames", "2", "--set", "Camera,Exposure,7", "--json"]
+    assert _run([*args, "--out", str(out), *FAST]) == 0, capsys.readouterr().err
+    frames = read_frame_metadata(out)
+    assert [f["exposure_ms"] for f in frames] == [7.0, 7.0]
+    # both ways at once, differently: refused before any light
+    args = ["acquire", "--set", "Camera,Exposure,7", "--exposure-ms", "5"]
+    assert _run([*args, "--out", str(tmp_path / "both.ome.tif")]) == 2
+    assert "two exposures" in capsys.readouterr().err
+    assert not (tmp_path / "both.ome.tif").exists()

@@ -305,3 +305,20 @@ def test_examples_run(
     if example == "live_refocus_callback.py":
         volumes = tifffile.imread(tmp_path / "worm.volumes.ome.tif")
         assert volumes.shape == (frames.shape[0], 9, 128, 128)
+
+
+def test_an_uncalibrated_microscope_is_refused_unless_allowed(
+    fake_scope_cfg: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    from deepz_live.inference import ModelFileError
+
+    with deepz.open_microscope(fake_scope_cfg) as scope:  # no pixel-size calibration
+        out = tmp_path / "raw.ome.tif"
+        fields = {"frames": 2, "out": out, "model": str(tiny_model), "backend": "torch"}
+        with pytest.raises(ModelFileError, match="pixel size"):
+            deepz.live_refocus(scope, **fields)
+        assert not out.exists()  # refused before any file or light
+        with deepz.live_refocus(scope, allow_model_mismatch=True, **fields) as session:
+            summary = session.wait()
+    assert summary.frames == 2
+    assert summary.processor["model_mismatch"]  # the assumption is recorded

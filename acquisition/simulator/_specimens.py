@@ -11,8 +11,10 @@ Brightness is counted in fluorophores. A fluorophore emits
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import signal
@@ -86,6 +88,11 @@ class Specimen:
 
 
 # --------------------------------------------------------------------- activity
+# a chunk's start: the random generator's state, then the latent, rise and decay
+# filters' states
+_ChunkStart = tuple[Mapping[str, Any], np.ndarray, np.ndarray, np.ndarray]
+
+
 class CalciumActivity:
     """GCaMP-like activity of N neurons driven by a few slow shared latent signals.
 
@@ -96,8 +103,14 @@ class CalciumActivity:
     low-dimensional (Kato et al., Cell 163, 656, 2015), which this reproduces.
 
     Everything is deterministic for a seed, evaluated on a ``dt_s`` grid that is
-    extended on demand, and reachable as ground truth through `dff`.
+    extended on demand, and reachable as ground truth through `dff`. The grid is made
+    in chunks of ``chunk_s``; only the generator's state at each chunk's start is
+    kept (a few kB), and a past chunk is made again from it when asked for, so a run
+    of any length holds at most ``_CACHED_CHUNKS`` chunks of traces in memory
+    (keeping every step of 180 neurons would grow by ~17 MiB a minute).
     """
+
+    _CACHED_CHUNKS = 2
 
     def __init__(
         self,
@@ -127,12 +140,49 @@ class CalciumActivity:
         self._lat_zi = self._rng.normal(0, 1, (1, n_latents))
         self._rise_zi = np.zeros((1, n_neurons))
         self._decay_zi = np.zeros((1, n_neurons))
-        self._trace = np.zeros((0, n_neurons))
+        # where each chunk starts: the generator's state and the filters' states
+        self._starts: list[_ChunkStart] = []
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         tr, td = rise_s, decay_s
         t_peak = np.log(td / tr) * td * tr / (td - tr)
         self._peak = np.exp(-t_peak / td) - np.exp(-t_peak / tr)
 
-    def _extend(self, n_steps: int) -> None:
+    def _state(self) -> _ChunkStart:
+        return (
+            self._rng.bit_generator.state,
+            self._lat_zi.copy(),
+            self._rise_zi.copy(),
+            self._decay_zi.copy(),
+        )
+
+    def _set_state(self, state: _ChunkStart) -> None:
+        rng_state, lat_zi, rise_zi, decay_zi = state
+        self._rng.bit_generator.state = rng_state
+        self._lat_zi, self._rise_zi, self._decay_zi = lat_zi, rise_zi, decay_zi
+
+    def _chunk_trace(self, index: int) -> np.ndarray:
+        """ΔF/F of chunk ``index``, (chunk steps, N): made (again) if not cached."""
+        while len(self._starts) <= index:  # chunks never made: in order
+            self._starts.append(self._state())
+            self._remember(len(self._starts) - 1, self._extend(self._chunk))
+        cached = self._cache.get(index)
+        if cached is not None:
+            self._cache.move_to_end(index)
+            return cached
+        # a chunk made before and dropped from the cache: the same again
+        live = self._state()  # the generator's state for the next new chunk
+        self._set_state(self._starts[index])
+        trace = self._extend(self._chunk)
+        self._set_state(live)
+        self._remember(index, trace)
+        return trace
+
+    def _remember(self, index: int, trace: np.ndarray) -> None:
+        self._cache[index] = trace
+        while len(self._cache) > self._CACHED_CHUNKS:
+            self._cache.popitem(last=False)
+
+    def _extend(self, n_steps: int) -> np.ndarray:
         rng, dt = self._rng, self.dt_s
         # latent OU processes: x[i] = a x[i-1] + sqrt(1 - a²) ξ[i]
         a_lat = np.exp(-dt / self._latent_tau)
@@ -153,18 +203,24 @@ class CalciumActivity:
         fast, self._rise_zi = signal.lfilter(
             [1.0], [1.0, -a_rise], events, axis=0, zi=self._rise_zi
         )
-        self._trace = np.concatenate([self._trace, (slow - fast) / self._peak])
+        return (slow - fast) / self._peak
 
     def dff(self, t_s: np.ndarray) -> np.ndarray:
         """ΔF/F of every neuron at times ``t_s`` (s, ≥ 0) -> shape (T, N)."""
-        t = np.clip(np.asarray(t_s, float), 0, None)
-        need = int(np.ceil(t.max() / self.dt_s)) + 2 if t.size else 0
-        while self._trace.shape[0] < need:
-            self._extend(self._chunk)
+        t = np.clip(np.atleast_1d(np.asarray(t_s, float)), 0, None)
         idx = t / self.dt_s
         lo = np.floor(idx).astype(int)
         frac = (idx - lo)[:, None]
-        return self._trace[lo] * (1 - frac) + self._trace[lo + 1] * frac
+        return self._rows(lo) * (1 - frac) + self._rows(lo + 1) * frac
+
+    def _rows(self, steps: np.ndarray) -> np.ndarray:
+        """The trace at grid ``steps`` (any order), (len(steps), N)."""
+        rows = np.empty((steps.size, self.n_neurons))
+        chunk, offset = np.divmod(steps, self._chunk)
+        for index in np.unique(chunk):
+            where = chunk == index
+            rows[where] = self._chunk_trace(int(index))[offset[where]]
+        return rows
 
 
 # --------------------------------------------------------------------- geometries

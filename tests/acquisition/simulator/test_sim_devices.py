@@ -238,3 +238,25 @@ def test_roi_crops_the_same_field(sim_core, bench) -> None:
     assert corr > 0.95
     sim_core.clearROI()
     assert sim_core.getImageWidth() == 512
+
+
+def test_activity_of_a_long_run_keeps_bounded_memory_and_exact_truth() -> None:
+    """An hour of ground truth: the same values wherever it is asked from, with at
+    most two chunks of traces held (all of it would be ~1 GiB for 180 neurons)."""
+    import tracemalloc
+
+    from deepz_live.acquisition.simulator import CalciumActivity
+
+    tracemalloc.start()
+    act = CalciumActivity(180, seed=3, chunk_s=10.0)
+    early = np.array([0.0, 0.33, 9.99, 10.0, 17.7])
+    first = act.dff(early)
+    late = act.dff(np.array([3600.0]))  # 361 chunks in, the early ones dropped
+    assert np.array_equal(act.dff(early), first)  # made again, identically
+    assert np.array_equal(act.dff(np.array([3600.0])), late)
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    chunk_bytes = 10.0 / act.dt_s * 180 * 8
+    assert held < 4 * chunk_bytes  # two cached chunks and the chunks' starts
+    fresh = CalciumActivity(180, seed=3, chunk_s=10.0)
+    assert np.array_equal(fresh.dff(np.array([3600.0])), late)  # order does not matter
