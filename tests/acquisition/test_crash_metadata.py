@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import textwrap
-import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -20,8 +17,8 @@ from deepz_live.acquisition import (
     read_run_metadata,
 )
 
-REPO = Path(__file__).parents[2]
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "PYTEST_RUNNING": "1"}
+if TYPE_CHECKING:
+    from pathlib import Path
 
 CHILD = textwrap.dedent(
     """
@@ -64,28 +61,11 @@ def test_run_metadata_of_a_file_never_closed(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_sigkill_keeps_the_run_metadata(tmp_path: Path) -> None:
+def test_sigkill_keeps_the_run_metadata(tmp_path: Path, child_after_frames) -> None:
     raw = tmp_path / "killed.ome.tif"
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(raw)],
-        cwd=REPO,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None
-    done, deadline = 0, time.monotonic() + 120
-    try:
-        while done < 5 and time.monotonic() < deadline:
-            line = child.stdout.readline()
-            if not line:
-                break
-            if line.startswith("frame "):
-                done = int(line.split()[1])
-    finally:
-        child.send_signal(signal.SIGKILL)
-        _, errors = child.communicate(timeout=30)
+    child, done = child_after_frames(["-c", CHILD, str(raw)])
+    child.send_signal(signal.SIGKILL)
+    _, errors = child.communicate(timeout=30)
     assert child.returncode == -signal.SIGKILL, errors
     assert done >= 5, errors
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import tifffile
@@ -23,8 +21,11 @@ from deepz_live.acquisition import (
 )
 from deepz_live.acquisition._signals import SignalInterrupt, StopSignals
 
-REPO = Path(__file__).parents[2]
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "PYTEST_RUNNING": "1"}
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Callable
+    from pathlib import Path
+
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "win32", reason="POSIX signals (SIGTERM, SIGHUP)"
@@ -83,32 +84,17 @@ CHILD = textwrap.dedent(
 )
 
 
-def _signal_mid_run(mode: str, out: Path, signum: int) -> tuple[int, dict[str, Any]]:
+def _signal_mid_run(
+    start: Callable[..., tuple[subprocess.Popen[str], int]],
+    mode: str,
+    out: Path,
+    signum: int,
+) -> tuple[int, dict[str, Any]]:
     """Run ``mode`` in a child, send ``signum`` after a few frames, return its end."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, mode, str(out)],
-        cwd=REPO,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None
-    done, deadline = 0, time.monotonic() + 120
-    try:
-        while done < 5 and time.monotonic() < deadline:
-            line = child.stdout.readline()
-            if not line:
-                break
-            if line.startswith("frame "):
-                done = int(line.split()[1])
-        assert done >= 5, child.stderr.read() if child.stderr else ""
-        child.send_signal(signum)
-        rest, errors = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    child, done = start(["-c", CHILD, mode, str(out)])
+    assert done >= 5, child.stderr.read() if child.stderr else ""
+    child.send_signal(signum)
+    rest, errors = child.communicate(timeout=60)
     assert rest.strip(), errors
     return child.returncode, json.loads(rest.strip().splitlines()[-1])
 
@@ -128,9 +114,11 @@ def _assert_closed_with_metadata(raw: Path, saved: int) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_sigterm_stops_a_timelapse_cleanly(tmp_path: Path) -> None:
+def test_sigterm_stops_a_timelapse_cleanly(tmp_path: Path, child_after_frames) -> None:
     raw = tmp_path / "run.ome.tif"
-    code, outcome = _signal_mid_run("timelapse", raw, signal.SIGTERM)
+    code, outcome = _signal_mid_run(
+        child_after_frames, "timelapse", raw, signal.SIGTERM
+    )
     assert code == 143
     assert outcome["type"] == "AcquisitionTerminated"
     assert outcome["signal"] == signal.SIGTERM
@@ -145,9 +133,11 @@ def test_sigterm_stops_a_timelapse_cleanly(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sighup_stops_a_live_session_cleanly(tmp_path: Path) -> None:
+def test_sighup_stops_a_live_session_cleanly(
+    tmp_path: Path, child_after_frames
+) -> None:
     raw = tmp_path / "live.ome.tif"
-    code, outcome = _signal_mid_run("live", raw, signal.SIGHUP)
+    code, outcome = _signal_mid_run(child_after_frames, "live", raw, signal.SIGHUP)
     assert code == 129
     assert outcome["type"] == "AcquisitionTerminated"
     saved = outcome["frames_saved"]
